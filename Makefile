@@ -1,0 +1,35 @@
+# Two entry points: `make repro` (the pipeline) and `make test` (the tests).
+# Both create .venv from requirements.lock first, so a fresh machine needs only python3.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install params repro test bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# dvc repro does not compose conf/, so bring params.yaml up to date first.
+params: $(STAMP)
+	$(BIN)/python -m pipeline.params
+
+repro: params
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_tokenize.py
+	$(BIN)/python benchmarks/bench_vs_gensim.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
