@@ -1,0 +1,46 @@
+"""What every stage shares: the Hydra entry point on conf/, project paths and one-line errors.
+
+A stage module looks like
+
+    @stage
+    def main(cfg):
+        ...
+
+    if __name__ == "__main__":
+        main()
+
+and runs by hand on conf/ (`python -m pipeline.X key=value`) or, from dvc.yaml, on the composed
+params.yaml (`--config-dir . --config-name params`).
+"""
+import functools
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class StageError(Exception):
+    """A problem the user can fix: printed as one line (what is wrong, what to do), exit status 1."""
+
+
+def project_path(path: str | Path) -> Path:
+    """Resolve a configured path: relative paths are relative to the project root, not the cwd."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def stage(task):
+    """Make `task(cfg)` a Hydra app on conf/config.yaml that reports StageError as one line."""
+
+    @functools.wraps(task)
+    def run(cfg: DictConfig):
+        try:
+            return task(cfg)
+        except StageError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
+
+    return hydra.main(config_path=str(PROJECT_ROOT / "conf"), config_name="config", version_base="1.3")(run)
