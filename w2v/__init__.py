@@ -1,2 +1,14 @@
 """word2vec skip-gram (CS224n assignment 2): losses with hand-derived gradients, gradient checking,
 sampling, trainer engines and vector I/O. Knows nothing of DVC, Hydra or MLflow."""
+from w2v.activations import sigmoid
+from w2v.gradcheck import GradcheckResult, gradcheck
+from w2v.losses import naive_softmax_loss_and_gradient, neg_sampling_loss_and_gradient, skipgram
+
+__all__ = [
+    "GradcheckResult",
+    "gradcheck",
+    "naive_softmax_loss_and_gradient",
+    "neg_sampling_loss_and_gradient",
+    "sigmoid",
+    "skipgram",
+]
