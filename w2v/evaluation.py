@@ -1,0 +1,253 @@
+"""Quality figures of word vectors: word similarity, word analogies and nearest neighbours.
+
+Everything works on a gensim `KeyedVectors`, loaded from a word2vec text file by `load_vectors`
+(which checks the file first, so a damaged file gives one clear error instead of gensim's
+"could not broadcast input array"). The benchmarks ship with gensim (`gensim.test.utils.datapath`):
+
+- WordSim-353 (`wordsim353.tsv`) and SimLex-999 (`simlex999.txt`): Spearman rank correlation between
+  the cosine similarity of each word pair and the human score, over the pairs whose two words are
+  in the vocabulary; the other pairs are counted as out of vocabulary (OOV), never an error.
+- Google analogies (`questions-words.txt`): accuracy of 3CosAdd (a : b :: c : ?) over the questions
+  whose four words are in the vocabulary.
+- Nearest neighbours (cosine) of a list of probe words, by default the 24 words the assignment plots.
+
+Matching is case-insensitive, as gensim's evaluators do (SST is lower-cased, the analogy set is not).
+"""
+import contextlib
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gensim.models import KeyedVectors
+from gensim.test.utils import datapath
+
+# The words of the assignment's 2-D plot (CS224n a2, run.py).
+ASSIGNMENT_WORDS = (
+    "great", "cool", "brilliant", "wonderful", "well", "amazing", "worth", "sweet", "enjoyable",
+    "boring", "bad", "dumb", "annoying", "female", "male", "queen", "king", "man", "woman",
+    "rain", "snow", "hail", "coffee", "tea",
+)
+WORDSIM353 = "wordsim353.tsv"
+SIMLEX999 = "simlex999.txt"
+GOOGLE_ANALOGIES = "questions-words.txt"
+
+
+def load_vectors(path: str | Path) -> KeyedVectors:
+    """Load a word2vec text file (header "V d", then one "word x_1 ... x_d" line per word).
+
+    The file is checked line by line first; a missing file, a file with fewer or more vector
+    lines than its header says, a line whose number of values disagrees with the header's
+    dimension, or a repeated word raise ValueError naming the file and the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"vectors file {path} does not exist: train a model first or pass the path of a word2vec text file")
+    _check_word2vec_text(path)
+    try:
+        return KeyedVectors.load_word2vec_format(str(path), binary=False)
+    except (ValueError, EOFError, UnicodeDecodeError) as error:
+        raise ValueError(f"vectors file {path} is not a readable word2vec text file: {error}") from error
+
+
+def _check_word2vec_text(path: Path) -> None:
+    """Raise ValueError if `path` disagrees with its own "V d" header (counts fields, not floats)."""
+    with open(path, "rb") as lines:
+        header = lines.readline().split()
+        if len(header) != 2 or not all(value.isdigit() for value in header):
+            raise ValueError(
+                f"vectors file {path} has no word2vec header on line 1 (expected 'vocab_size dim', "
+                f"found {b' '.join(header)[:60]!r}): is it a word2vec text file?"
+            )
+        vocab_size, dim = int(header[0]), int(header[1])
+        seen: dict[bytes, int] = {}
+        line_no = 1
+        for line_no, line in enumerate(lines, start=2):
+            fields = line.split()
+            if not fields:
+                raise ValueError(f"vectors file {path} has an empty line {line_no}: the file is damaged; write it again")
+            if len(fields) != dim + 1:
+                raise ValueError(
+                    f"vectors file {path} line {line_no} has {len(fields) - 1} values but the header says "
+                    f"dimension {dim}: the file is damaged or its header is wrong; write it again"
+                )
+            if fields[0] in seen:
+                raise ValueError(
+                    f"vectors file {path} lists the word {fields[0].decode(errors='replace')!r} twice "
+                    f"(lines {seen[fields[0]]} and {line_no}): each word needs exactly one vector"
+                )
+            seen[fields[0]] = line_no
+        found = line_no - 1
+        if found != vocab_size:
+            raise ValueError(
+                f"vectors file {path} has {found} vector lines but its header says {vocab_size} words: "
+                f"the file is truncated or damaged; write it again"
+            )
+
+
+@contextlib.contextmanager
+def _quiet_gensim():
+    """gensim logs every skipped OOV pair at INFO and scipy warns on constant input; keep both out."""
+    gensim_logger = logging.getLogger("gensim.models.keyedvectors")
+    level = gensim_logger.level
+    gensim_logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        gensim_logger.setLevel(level)
+
+
+@dataclass(frozen=True)
+class SimilarityResult:
+    """Spearman correlation with human judgements; `spearman` is NaN when fewer than 2 pairs are covered."""
+    spearman: float
+    pairs: int      # pairs in the benchmark
+    covered: int    # pairs with both words in the vocabulary
+
+    @property
+    def oov_share(self) -> float:
+        """Fraction (0..1) of pairs left out because a word is not in the vocabulary."""
+        return (self.pairs - self.covered) / self.pairs if self.pairs else math.nan
+
+
+@dataclass(frozen=True)
+class AnalogyResult:
+    """3CosAdd accuracy; `accuracy` is NaN when no question is covered."""
+    accuracy: float
+    questions: int  # questions in the benchmark
+    covered: int    # questions with all four words in the vocabulary
+    correct: int
+
+    @property
+    def oov_share(self) -> float:
+        return (self.questions - self.covered) / self.questions if self.questions else math.nan
+
+
+def _count_rows(path: str, fields: int, comment: str) -> int:
+    """Number of benchmark lines with `fields` whitespace-separated fields, as gensim reads them."""
+    with open(path, encoding="utf-8") as lines:
+        return sum(1 for line in lines if not line.startswith(comment) and len(line.split()) == fields)
+
+
+def word_similarity(vectors: KeyedVectors, pairs_file: str = WORDSIM353) -> SimilarityResult:
+    """Spearman correlation on a word-pair benchmark (a file name in gensim's test data, or a path).
+
+    Uses gensim's `evaluate_word_pairs` (tab-separated "word1 word2 score", '#' comments).
+    """
+    path = pairs_file if Path(pairs_file).is_file() else datapath(pairs_file)
+    pairs = _count_rows(path, fields=3, comment="#")
+    with _quiet_gensim():
+        try:
+            _, spearman, oov_percent = vectors.evaluate_word_pairs(path)
+        except ValueError:  # gensim's answer when no pair is covered
+            return SimilarityResult(spearman=math.nan, pairs=pairs, covered=0)
+    covered = pairs - round(oov_percent / 100 * pairs)
+    rho = float(spearman[0]) if covered >= 2 else math.nan
+    return SimilarityResult(spearman=rho, pairs=pairs, covered=covered)
+
+
+def word_analogies(vectors: KeyedVectors, questions_file: str = GOOGLE_ANALOGIES) -> AnalogyResult:
+    """Accuracy on an analogy benchmark (": section" headers, then "a b c d" lines) via gensim."""
+    path = questions_file if Path(questions_file).is_file() else datapath(questions_file)
+    questions = _count_rows(path, fields=4, comment=":")
+    with _quiet_gensim():
+        _, sections = vectors.evaluate_word_analogies(path)
+    total = sections[-1]  # gensim appends the "Total accuracy" section last
+    correct, covered = len(total["correct"]), len(total["correct"]) + len(total["incorrect"])
+    accuracy = correct / covered if covered else math.nan
+    return AnalogyResult(accuracy=accuracy, questions=questions, covered=covered, correct=correct)
+
+
+def nearest_neighbours(vectors: KeyedVectors, words=ASSIGNMENT_WORDS, topn: int = 10) -> dict[str, list[tuple[str, float]] | None]:
+    """The `topn` nearest words by cosine similarity of each probe word (itself excluded).
+
+    A word that is not in the vocabulary maps to None. Fewer than `topn` neighbours come back when
+    the vocabulary is smaller than `topn` + 1.
+    """
+    if topn < 1:
+        raise ValueError(f"topn must be at least 1, got {topn}")
+    neighbours = {}
+    for word in words:
+        if word in vectors.key_to_index:
+            with _quiet_gensim():
+                similar = vectors.most_similar(word, topn=topn)
+            neighbours[word] = [(other, float(cosine)) for other, cosine in similar]
+        else:
+            neighbours[word] = None
+    return neighbours
+
+
+@dataclass
+class Evaluation:
+    """All quality figures of one set of vectors."""
+    vocab_size: int
+    dim: int
+    ws353: SimilarityResult
+    simlex: SimilarityResult
+    analogy: AnalogyResult
+    neighbours: dict[str, list[tuple[str, float]] | None] = field(default_factory=dict)
+    topn: int = 10
+
+    @property
+    def absent_words(self) -> list[str]:
+        """Probe words that are not in the vocabulary."""
+        return [word for word, similar in self.neighbours.items() if similar is None]
+
+    def metrics(self) -> dict[str, float]:
+        """The figures under the names MLflow and DVC show (OOV shares are fractions, 0..1)."""
+        return {
+            "eval_ws353_spearman": self.ws353.spearman,
+            "eval_ws353_oov": self.ws353.oov_share,
+            "eval_simlex_spearman": self.simlex.spearman,
+            "eval_simlex_oov": self.simlex.oov_share,
+            "eval_analogy_acc": self.analogy.accuracy,
+            "eval_analogy_oov": self.analogy.oov_share,
+        }
+
+
+def evaluate_vectors(vectors: KeyedVectors, words=ASSIGNMENT_WORDS, topn: int = 10) -> Evaluation:
+    """WordSim-353, SimLex-999, Google analogies and the neighbours of `words`."""
+    return Evaluation(
+        vocab_size=len(vectors),
+        dim=vectors.vector_size,
+        ws353=word_similarity(vectors, WORDSIM353),
+        simlex=word_similarity(vectors, SIMLEX999),
+        analogy=word_analogies(vectors, GOOGLE_ANALOGIES),
+        neighbours=nearest_neighbours(vectors, words, topn),
+        topn=topn,
+    )
+
+
+def _figure(value: float, digits: int = 4) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def evaluation_report(evaluation: Evaluation, source: str, extra_metrics: dict[str, float] | None = None) -> str:
+    """A Markdown report: the figures with their coverage, then the neighbours table."""
+    e = evaluation
+    lines = [
+        "# Evaluation",
+        "",
+        f"Vectors: `{source}` ({e.vocab_size} words, dimension {e.dim}).",
+        "",
+        "| benchmark | figure | value | covered | out of vocabulary |",
+        "|---|---|---|---|---|",
+        f"| WordSim-353 | Spearman | {_figure(e.ws353.spearman)} | {e.ws353.covered}/{e.ws353.pairs} pairs | {_figure(100 * e.ws353.oov_share, 1)}% |",
+        f"| SimLex-999 | Spearman | {_figure(e.simlex.spearman)} | {e.simlex.covered}/{e.simlex.pairs} pairs | {_figure(100 * e.simlex.oov_share, 1)}% |",
+        f"| Google analogies | accuracy | {_figure(e.analogy.accuracy)} | {e.analogy.covered}/{e.analogy.questions} questions | {_figure(100 * e.analogy.oov_share, 1)}% |",
+    ]
+    for name, value in (extra_metrics or {}).items():
+        lines.append(f"| {name} | | {_figure(value)} | | |")
+    lines += ["", f"## Nearest neighbours (cosine, top {e.topn})", ""]
+    if e.absent_words:
+        lines += [f"Not in the vocabulary ({len(e.absent_words)} of {len(e.neighbours)}): "
+                  + ", ".join(f"`{word}`" for word in e.absent_words), ""]
+    lines += ["| word | neighbours |", "|---|---|"]
+    for word, similar in e.neighbours.items():
+        cell = "*(not in vocabulary)*" if similar is None else ", ".join(f"{other} ({cosine:.2f})" for other, cosine in similar)
+        lines.append(f"| {word} | {cell.replace('|', '&#124;')} |")
+    return "\n".join(lines) + "\n"
+
