@@ -437,6 +437,8 @@ def run_all_checks(input_sets: Sequence[CheckInputs], engines: Sequence[Engine],
     (seeded by the first input set). Results in check order."""
     if not input_sets:
         raise ValueError("input_sets: empty; give at least one CheckInputs")
+    if not tol > 0:
+        raise ValueError(f"tol: tolerance {tol!r} must be positive")
     results = []
     for name in CHECK_NAMES:
         if name in ACTIVATION_CHECKS:

@@ -1,0 +1,124 @@
+"""Gradient checks: verify every derivation of docs/derivations.md on both engines.
+
+    python -m pipeline.gradcheck                          # conf/; vocabulary of data/processed
+    python -m pipeline.gradcheck paths.reports=/tmp/rep   # reports elsewhere
+    python -m pipeline.gradcheck ++gradcheck.tol=1e-7     # a stricter tolerance
+    dvc repro gradcheck                                   # as a pipeline stage (on params.yaml)
+
+Runs checks (a)-(i) of w2v.derivations against the per-pair functions (w2v.losses) and the
+batched engine, on random inputs and on the first 50 words of the processed corpus' vocabulary.
+Writes reports/gradcheck.json (DVC metrics: per check the max relative error and passed) and
+reports/gradcheck.md (a table with every engine and input set), prints a summary, and exits with
+status 1 when any check fails, so the train stage, which depends on the report, never runs on
+wrong gradients.
+"""
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from w2v import derivations
+from w2v.atomic import atomic_write_text
+from w2v.corpus import load_corpus
+
+from pipeline.common import StageError, project_path, stage
+
+VOCABULARY_SLICE = 50   # words of the real vocabulary the checks run on (V of the "vocabulary" inputs)
+VOCABULARY_DIM = 10     # d and K of the classic configuration
+VOCABULARY_K = 10
+
+
+def vocabulary_slice(processed_dir: Path, size: int = VOCABULARY_SLICE) -> list[str]:
+    """The first `size` words (ids 0..size-1) of the processed corpus in `processed_dir`."""
+    try:
+        words = load_corpus(processed_dir).words
+    except (FileNotFoundError, ValueError) as error:
+        raise StageError(f"no usable processed corpus at {processed_dir} ({error}); "
+                         "run the tokenize stage first: dvc repro tokenize") from None
+    return list(words[:size])
+
+
+def check_inputs(words: Sequence[str], seed: int = 0) -> list[derivations.CheckInputs]:
+    """Random inputs and the vocabulary slice (K shrinks for a vocabulary of fewer than K + 2 words)."""
+    K = min(VOCABULARY_K, len(words) - 2)
+    if K < 2:
+        raise StageError(f"the vocabulary has only {len(words)} words; the checks need at least 4: "
+                         "tokenize a larger corpus")
+    return [derivations.random_inputs(seed),
+            derivations.vocabulary_inputs(words, dim=VOCABULARY_DIM, K=K, seed=seed)]
+
+
+def write_reports(results, reports_dir: Path, tol: float, vocabulary_source: str) -> None:
+    """reports_dir/gradcheck.json (metrics) and reports_dir/gradcheck.md (table), each atomically."""
+    checks = {}
+    for r in results:
+        entry = checks.setdefault(r.check, {"max_rel_error": 0.0, "passed": True})
+        entry["max_rel_error"] = max(entry["max_rel_error"], r.max_rel_error)
+        entry["passed"] = entry["passed"] and r.passed
+    passed = all(r.passed for r in results)
+    report = {
+        "passed": passed,
+        "failed": sum(not r.passed for r in results),
+        "max_rel_error": max(r.max_rel_error for r in results),
+        "tolerance": tol,
+        "checks": checks,
+        "runs": {f"{r.check}/{r.engine}/{r.inputs}": {"max_rel_error": r.max_rel_error, "passed": r.passed}
+                 for r in results},
+    }
+    atomic_write_text(reports_dir / "gradcheck.json", json.dumps(report, indent=2) + "\n")
+
+    status = "All checks passed" if passed else f"{report['failed']} of {len(results)} checks FAILED"
+    lines = [
+        "# Gradient checks",
+        "",
+        f"Every derivation of docs/derivations.md against centred finite differences (h = 1e-4); "
+        f"relative error |a - b| / max(1, |a|, |b|), tolerance {tol:g}. "
+        f"Inputs: `random` (synthetic vocabulary of 12 words, d = 4, K = 5) and `vocabulary` "
+        f"({vocabulary_source}, d = {VOCABULARY_DIM}).",
+        "",
+        f"**{status}.**",
+        "",
+        "| check | derivation | engine | inputs | max rel. error | passed | worst comparison |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| `{r.check}` | {derivations.DESCRIPTIONS[r.check]} | {r.engine} | {r.inputs} | "
+                     f"{r.max_rel_error:.2e} | {'yes' if r.passed else '**NO**'} | {r.worst} |")
+    atomic_write_text(reports_dir / "gradcheck.md", "\n".join(lines) + "\n")
+
+
+def run_gradcheck(words: Sequence[str], reports_dir: Path, tol: float = derivations.DEFAULT_TOL,
+                  engines: Sequence[derivations.Engine] | None = None,
+                  vocabulary_source: str = "a vocabulary slice") -> list[derivations.CheckResult]:
+    """Run every check on `engines` (default: per-pair and batched), write both reports and print
+    a summary; raise StageError (after writing the reports) when any check fails."""
+    engines = derivations.default_engines() if engines is None else engines
+    results = derivations.run_all_checks(check_inputs(words), engines, tol)
+    write_reports(results, reports_dir, tol, vocabulary_source)
+    failed = [r for r in results if not r.passed]
+    worst = max(results, key=lambda r: r.max_rel_error)
+    print(f"gradcheck: {len(derivations.CHECK_NAMES)} checks on engines "
+          f"{', '.join(e.name for e in engines)}: {len(results) - len(failed)}/{len(results)} passed; "
+          f"max relative error {worst.max_rel_error:.2e} ({worst.check}, {worst.engine}), tolerance {tol:g}")
+    print(f"reports: {reports_dir / 'gradcheck.json'}, {reports_dir / 'gradcheck.md'}")
+    if failed:
+        for r in failed:
+            print(f"FAILED {r.check} [{r.engine}, {r.inputs}]: max relative error "
+                  f"{r.max_rel_error:.2e} in {r.worst}")
+        raise StageError(f"{len(failed)} gradient checks failed (see {reports_dir / 'gradcheck.md'}): "
+                         "fix the gradient before training")
+    return results
+
+
+@stage
+def main(cfg):
+    processed = project_path(cfg.paths.processed)
+    tol = float(cfg.get("gradcheck", {}).get("tol", derivations.DEFAULT_TOL))
+    if not tol > 0:
+        raise StageError(f"gradcheck.tol = {tol} must be positive")
+    words = vocabulary_slice(processed)
+    run_gradcheck(words, project_path(cfg.paths.reports), tol,
+                  vocabulary_source=f"first {len(words)} words of {cfg.paths.processed}")
+
+
+if __name__ == "__main__":
+    main()
