@@ -1,0 +1,313 @@
+"""Train skip-gram word vectors, tracked in MLflow; the DVC `train` stage and Hydra sweeps.
+
+    python -m pipeline.train                                  # one run on conf/ (outputs/<date>/<time>/)
+    python -m pipeline.train train.window=3 loss=naive_softmax
+    python -m pipeline.train -m loss=naive_softmax,neg_sampling train.window=1,3,5 train.K=5,10 train.lr=0.1,0.3
+    python -m pipeline.train -m hydra/launcher=joblib train.lr=0.1,0.3,1.0   # jobs in parallel
+    dvc repro train            # the stage: params.yaml -> models/, metrics/train.json, plots/loss.csv
+    dvc exp run -S train.lr=0.1
+
+Every run is one MLflow run in the workspace's store (pipeline.tracking): the resolved config as
+params, provenance tags, `loss`, `loss_smoothed`, `lr` and `windows_per_second` every
+train.log_every iterations, final figures and the model folder as artifacts. A Hydra job's model
+folder is its output folder, and the evaluation follows at once; the DVC stage writes models/ and
+leaves the evaluation to the `evaluate` stage.
+
+Checkpoints go to `<workspace>/.cache/checkpoints/<hash of the training config>/` every
+train.checkpoint_every iterations and hold the MLflow run id: the same command after a crash or
+kill resumes there, into the same MLflow run, and logs every step exactly once. A run whose loss
+turns NaN or infinite stops at once, is marked FAILED in MLflow and keeps its last good checkpoint.
+"""
+import fcntl
+import hashlib
+import json
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import tracking
+from pipeline.common import PROJECT_ROOT, StageError, project_path, stage
+from pipeline.config import train_config, training_fingerprint, validate
+from w2v.atomic import atomic_directory, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+MODEL_FILES = ("vectors.txt", "vectors.npy", "vocab.txt", "outside_vectors.npy", "loss.png",
+               "word_vectors.png", "config.yaml")
+PROGRESS_LINES = 10  # plain log lines per run when no terminal shows a progress bar
+
+
+@dataclass
+class Job:
+    """Where a run comes from and where its outputs go."""
+    dvc_stage: bool            # the DVC train stage: models/, metrics/, plots/; evaluation is a stage of its own
+    output_dir: Path           # the model folder of a Hydra run or job
+    overrides: list[str]       # Hydra's task overrides
+    multirun: bool
+    parent_run_id: str | None
+    skipped: bool              # a naive-softmax duplicate of another job of the sweep
+    progress_bar: bool
+
+
+def describe_job(cfg: DictConfig) -> Job:
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir).resolve()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    parent_run_id, skipped = None, False
+    if multirun:
+        from pipeline.sweep import job_context
+
+        parent_run_id, skipped = job_context(cfg.mlflow.experiment)
+    # the stage runs with hydra.run.dir=. in the project root (dvc.yaml); DVC_STAGE names it
+    dvc_stage = not multirun and output_dir == PROJECT_ROOT.resolve()
+    parallel = multirun and "basic" not in str(hydra_cfg.launcher.get("_target_", "basic")).lower()
+    return Job(dvc_stage=dvc_stage, output_dir=output_dir, overrides=list(hydra_cfg.overrides.task),
+               multirun=multirun, parent_run_id=parent_run_id, skipped=skipped,
+               progress_bar=sys.stderr.isatty() and not parallel)
+
+
+def corpus_fingerprint(corpus) -> str:
+    """A hash of the corpus data the trainer sees (vocabulary, counts, token ids, sentence split)."""
+    digest = hashlib.sha256()
+    digest.update("\n".join(corpus.words).encode())
+    for array in (corpus.counts, corpus.tokens, corpus.offsets, corpus.split):
+        digest.update(array.tobytes())
+    digest.update(corpus.train_on.encode())
+    return digest.hexdigest()
+
+
+def checkpoint_dir_for(cfg: DictConfig, corpus) -> Path:
+    """`<paths.checkpoints>/<fingerprint>`; a relative paths.checkpoints is taken from the workspace
+    root, so a queued DVC experiment's temporary copy checkpoints into the real workspace."""
+    root = Path(cfg.paths.get("checkpoints") or ".cache/checkpoints").expanduser()
+    if not root.is_absolute():
+        root = tracking.workspace_root() / root
+    return root / training_fingerprint(cfg, corpus_fingerprint(corpus))
+
+
+@contextmanager
+def exclusive(checkpoint_dir: Path):
+    """Hold a lock on a checkpoint folder: two runs of the same configuration must not share it."""
+    checkpoint_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(checkpoint_dir.with_suffix(".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StageError(f"another run with the same training configuration is using {checkpoint_dir}; "
+                             f"wait for it to finish or change the configuration") from None
+        yield
+
+
+class RunLogger:
+    """The trainer's hooks: buffered MLflow metrics, the loss history, progress lines."""
+
+    def __init__(self, buffer: tracking.MetricBuffer, history: dict[int, tuple[float, float, float]],
+                 iterations: int, progress_lines: bool):
+        self.buffer = buffer
+        self.history = history  # step -> (loss, loss_smoothed, lr)
+        self.iterations = iterations
+        self.report_every = max(1, iterations // PROGRESS_LINES) if progress_lines else 0
+        self.next_report = self.report_every
+
+    def on_log(self, record) -> None:
+        self.history[record.step] = (record.loss, record.loss_smoothed, record.lr)
+        self.buffer.add(record.step, {"loss": record.loss, "loss_smoothed": record.loss_smoothed,
+                                      "lr": record.lr, "windows_per_second": record.windows_per_second})
+        if self.report_every and record.step >= self.next_report:
+            log.info("iteration %d/%d  loss_smoothed %.4f  lr %.4g  %.0f windows/s", record.step,
+                     self.iterations, record.loss_smoothed, record.lr, record.windows_per_second)
+            self.next_report += self.report_every
+
+    def before_checkpoint(self, step: int) -> None:
+        self.buffer.flush()
+
+
+def hooks_for(run_logger: RunLogger):
+    from w2v.trainer import TrainHooks
+
+    class Hooks(TrainHooks):
+        def on_log(self, record):
+            run_logger.on_log(record)
+
+        def before_checkpoint(self, step):
+            run_logger.before_checkpoint(step)
+
+    return Hooks()
+
+
+def open_run(client, cfg: DictConfig, job: Job, checkpoint_dir: Path) -> tuple[str, bool]:
+    """The MLflow run to log into: the checkpoint's run when resuming, else a new one.
+
+    Returns (run_id, resumed). A checkpoint whose run is missing from this store, belongs to
+    another experiment or already finished cannot continue that run's history: it is discarded.
+    """
+    from w2v.checkpoint import clear_checkpoint, read_checkpoint_metadata
+
+    experiment_id = tracking.get_or_create_experiment(client, cfg.mlflow.experiment)
+    metadata = read_checkpoint_metadata(checkpoint_dir) or {}
+    run_id = metadata.get("mlflow_run_id")
+    if run_id:
+        try:
+            run = client.get_run(run_id)
+        except Exception:
+            run = None
+        if run is not None and run.info.experiment_id == experiment_id and run.info.status != "FINISHED":
+            tracking.with_retries(client.update_run, run_id, status="RUNNING")
+            for tag in ("failure_reason", "failed_at_iteration"):
+                if tag in run.data.tags:
+                    client.delete_tag(run_id, tag)
+            log.info("resuming MLflow run %s from the checkpoint in %s", run_id, checkpoint_dir)
+            return run_id, True
+        log.info("the checkpoint in %s belongs to MLflow run %s, which this store (experiment %r) cannot "
+                 "continue: starting over", checkpoint_dir, run_id, cfg.mlflow.experiment)
+        clear_checkpoint(checkpoint_dir)
+
+    tags = tracking.run_tags(job.overrides)
+    if job.parent_run_id:
+        tags.update(tracking.parent_tag(job.parent_run_id))
+    name = ",".join(job.overrides) if job.multirun else None
+    if job.dvc_stage and tags.get("dvc_experiment"):
+        name = tags["dvc_experiment"]
+    run = tracking.with_retries(client.create_run, experiment_id, tags=tags, run_name=name and name[:250])
+    tracking.log_params(client, run.info.run_id, tracking.flatten_config(cfg))
+    return run.info.run_id, False
+
+
+def mark_failed(client, run_id: str, reason: str, step: int | None = None) -> None:
+    tags = {"failure_reason": reason}
+    if step is not None:
+        tags["failed_at_iteration"] = str(step)
+    tracking.set_tags(client, run_id, tags)
+    tracking.with_retries(client.set_terminated, run_id, status="FAILED")
+
+
+def write_model_folder(folder: Path, cfg: DictConfig, corpus, result, history, run_record: dict) -> None:
+    """The model folder of docs/design.md: vectors (text, npy), vocab, figures, config, run id."""
+    from w2v.plots import plot_loss, plot_word_vectors
+    from w2v.vectors import save_vectors, write_word2vec_text
+
+    write_word2vec_text(folder / "vectors.txt", corpus.words, result.center_vectors)
+    save_vectors(folder, corpus.words, result.center_vectors, result.outside_vectors)
+    steps = sorted(history)
+    plot_loss(folder / "loss.png", steps, [history[s][0] for s in steps], [history[s][1] for s in steps])
+    missing = plot_word_vectors(folder / "word_vectors.png", corpus.words, result.center_vectors)
+    if missing:
+        log.info("word_vectors.png leaves out %d word(s) absent from the vocabulary: %s", len(missing), " ".join(missing))
+    atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_text(folder / "mlflow_run.json", json.dumps(run_record, indent=2) + "\n")
+
+
+def write_dvc_records(metrics_path: Path, plots_path: Path, final_metrics: dict, history) -> None:
+    """metrics/train.json (DVC metrics) and plots/loss.csv (step, loss, loss_smoothed, lr)."""
+    atomic_write_text(metrics_path, json.dumps(final_metrics, indent=2) + "\n")
+    rows = "".join(f"{s},{history[s][0]!r},{history[s][1]!r},{history[s][2]!r}\n" for s in sorted(history))
+    atomic_write_text(plots_path, "step,loss,loss_smoothed,lr\n" + rows)
+
+
+def run_training(cfg: DictConfig, job: Job) -> dict:
+    from w2v.checkpoint import clear_checkpoint
+    from w2v.corpus import load_corpus
+    from w2v.trainer import DivergenceError, train
+
+    processed = project_path(cfg.paths.processed)
+    try:
+        corpus = load_corpus(processed)
+    except (OSError, ValueError) as error:
+        raise StageError(f"cannot read the processed corpus in {processed} ({error}): run `dvc repro tokenize` "
+                         f"or `python -m pipeline.tokenize` first") from None
+    config = train_config(cfg)
+    checkpoint_dir = checkpoint_dir_for(cfg, corpus)
+    client = tracking.client()
+    with exclusive(checkpoint_dir):
+        run_id, resumed = open_run(client, cfg, job, checkpoint_dir)
+        earlier = tracking.logged_steps(client, run_id) if resumed else {}
+        history = {step: (earlier["loss"][step], earlier["loss_smoothed"].get(step, float("nan")),
+                          earlier["lr"].get(step, float("nan"))) for step in earlier.get("loss", {})}
+        buffer = tracking.MetricBuffer(client, run_id, earlier)
+        run_logger = RunLogger(buffer, history, config.iterations, progress_lines=not job.progress_bar)
+        log.info("MLflow run %s (%s), checkpoints in %s", run_id, tracking.tracking_uri(), checkpoint_dir)
+        try:
+            result = train(corpus, config, checkpoint_dir=checkpoint_dir, hooks=hooks_for(run_logger),
+                           metadata={"mlflow_run_id": run_id}, progress=job.progress_bar)
+            buffer.flush()
+        except DivergenceError as error:
+            buffer.flush()
+            reason = f"diverged at iteration {error.step}: loss {error.loss}"
+            mark_failed(client, run_id, reason, error.step)
+            raise StageError(f"training {reason}; lower train.lr (now {config.lr}). MLflow run {run_id} is "
+                             f"marked FAILED; the last good checkpoint stays in {checkpoint_dir}") from None
+        except BaseException as error:
+            # a kill or a crash: keep the checkpoint, so the same command resumes into this run
+            try:
+                buffer.flush()
+                status = "FAILED" if isinstance(error, Exception) else "KILLED"
+                tracking.with_retries(client.set_terminated, run_id, status=status)
+            except Exception:
+                pass
+            raise
+
+        train_seconds = float(result.train_seconds)
+        final_metrics = {
+            "final_loss_smoothed": float(result.loss_smoothed),
+            "train_seconds": train_seconds,
+            "compile_seconds": float(result.compile_seconds),
+            "logging_seconds": buffer.seconds,
+        }
+        log.info("trained in %.1f s (+%.1f s compiling); MLflow logging took %.2f s (%.1f%% of it)",
+                 train_seconds, result.compile_seconds, buffer.seconds,
+                 100 * buffer.seconds / train_seconds if train_seconds > 0 else 0.0)
+        tracking.with_retries(client.log_batch, run_id, metrics=[
+            tracking.Metric(key, value, int(time.time() * 1000), config.iterations) for key, value in final_metrics.items()])
+
+        experiment_id = client.get_run(run_id).info.experiment_id
+        run_record = {"run_id": run_id, "tracking_uri": tracking.tracking_uri(), "experiment_id": experiment_id}
+        if job.dvc_stage:
+            model_dir = project_path(cfg.paths.models)
+            with atomic_directory(model_dir) as folder:
+                write_model_folder(folder, cfg, corpus, result, history, run_record)
+            write_dvc_records(project_path(cfg.paths.metrics) / "train.json",
+                              project_path(cfg.paths.plots) / "loss.csv", final_metrics, history)
+        else:
+            model_dir = job.output_dir
+            write_model_folder(model_dir, cfg, corpus, result, history, run_record)
+            write_dvc_records(model_dir / "train.json", model_dir / "loss.csv", final_metrics, history)
+        for name in MODEL_FILES:
+            tracking.with_retries(client.log_artifact, run_id, str(model_dir / name))
+        log.info("model folder %s", model_dir)
+
+        if not job.dvc_stage:
+            from pipeline.evaluate import evaluate_model_dir
+
+            evaluate_model_dir(cfg, model_dir, run_id)
+        tracking.with_retries(client.set_terminated, run_id, status="FINISHED")
+        clear_checkpoint(checkpoint_dir)
+    return {"run_id": run_id, **final_metrics}
+
+
+@stage
+def main(cfg: DictConfig):
+    validate(cfg)
+    job = describe_job(cfg)
+    if job.skipped:
+        log.info("skipped: with loss=naive_softmax this job duplicates another job of the sweep (train.K is unused)")
+        return None
+    if not job.multirun:
+        return run_training(cfg, job)
+    # In a sweep one failing job must not stop the others: its run is marked FAILED and the sweep's
+    # end (pipeline.sweep) reports all failures and exits non-zero.
+    try:
+        return run_training(cfg, job)
+    except StageError as error:
+        log.error("error: %s", error)
+        return None
+
+
+if __name__ == "__main__":
+    main()
