@@ -1,0 +1,287 @@
+"""Minibatch SGD for skip-gram word vectors with the semantics of CS224n assignment 2 (run.py, sgd.py).
+
+    from w2v.corpus import load_corpus
+    from w2v.trainer import TrainConfig, train
+    result = train(load_corpus("data/processed"), TrainConfig(iterations=40000), checkpoint_dir=".cache/ckpt")
+
+- Randomness: three independent streams spawned from `numpy.random.SeedSequence(config.seed)`:
+  the sentence pool, the initialisation, and the training draws (windows and negatives). The
+  training Generator is passed into the numba sampler, so its `bit_generator.state` is all a
+  checkpoint needs; the same config and corpus give bit-identical vectors.
+- Initialisation: centre vectors uniform in (-0.5, 0.5) / dim, outside vectors zero.
+- Iteration t = 1..iterations: a minibatch of `batch_size` windows (w2v.sampling), batch-mean loss
+  and gradient, x -= lr * gradient. After iteration t: at t % log_every == 0 the smoothed loss is
+  updated (first value = that loss, then 0.95 old + 0.05 new, as the reference, which only looks at
+  the loss every 10 iterations) and hooks.on_log is called; at t % anneal_every == 0 lr halves; at
+  t % checkpoint_every == 0 and at the last iteration a checkpoint is written.
+"""
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from w2v.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from w2v.engines import ENGINES
+from w2v.engines.batched import window_loss_sum
+from w2v.sampling import NegativeTable, SentencePool, build_sentence_pool
+
+LOSSES = ("naive_softmax", "neg_sampling")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings, named as conf/'s `train.*` plus `loss` (= conf's loss.name).
+
+    dim: vector size d; window: maximum half-width m (each window draws its size in 1..m);
+    K: negatives per outside word (neg_sampling only); lr: initial SGD step; iterations: minibatches;
+    batch_size: windows per minibatch; anneal_every: lr halves after every this many iterations;
+    checkpoint_every / log_every: in iterations; engine: "batched" | "loop"; seed: >= 0;
+    pool_copies: subsampled copies of the corpus in the sentence pool; threads: 1 (the kernels are
+    single-threaded and bit-reproducible; more threads are not implemented).
+    """
+    loss: str = "neg_sampling"
+    dim: int = 10
+    window: int = 5
+    K: int = 10
+    lr: float = 0.3
+    iterations: int = 40000
+    batch_size: int = 50
+    anneal_every: int = 20000
+    checkpoint_every: int = 5000
+    log_every: int = 10
+    engine: str = "batched"
+    seed: int = 0
+    pool_copies: int = 30
+    threads: int = 1
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        for name in ("dim", "window", "K", "iterations", "batch_size", "anneal_every",
+                     "checkpoint_every", "log_every", "pool_copies", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) \
+                or not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if self.threads != 1:
+            raise ValueError(f"threads must be 1 (the training kernels are single-threaded), "
+                             f"got {self.threads!r}")
+        for field in fields(self):  # plain Python values: hashable, JSON-able, equal across sources
+            value = getattr(self, field.name)
+            object.__setattr__(self, field.name, float(value) if field.name == "lr"
+                               else value if isinstance(value, str) else int(value))
+
+
+@dataclass
+class LogRecord:
+    """One log point: step (iterations done), that iteration's batch-mean loss, the smoothed loss,
+    the step size lr used for it, and windows per second since the previous log point."""
+    step: int
+    loss: float
+    loss_smoothed: float
+    lr: float
+    windows_per_second: float
+
+
+class TrainHooks:
+    """Callbacks of `train`; subclass and override. The defaults do nothing."""
+
+    def on_log(self, record: LogRecord) -> None:
+        """Every log_every iterations."""
+
+    def before_checkpoint(self, step: int) -> None:
+        """Right before a checkpoint after iteration `step` is written (flush logs here)."""
+
+
+class DivergenceError(RuntimeError):
+    """A minibatch loss became non-finite at iteration `step`; the last checkpoint is kept."""
+
+    def __init__(self, step: int, loss: float, lr: float):
+        self.step, self.loss = step, loss
+        super().__init__(f"training diverged at iteration {step}: the minibatch loss is {loss} "
+                         f"(lr {lr}); lower train.lr")
+
+
+@dataclass
+class TrainResult:
+    """center_vectors, outside_vectors: float64 (V, d). train_seconds: wall time of the iterations
+    incl. hooks and checkpoints (not data loading, pool building or JIT compilation, which is
+    compile_seconds). resumed_from_step: the checkpoint's iteration, None for a fresh run."""
+    center_vectors: np.ndarray
+    outside_vectors: np.ndarray
+    loss_smoothed: float
+    train_seconds: float
+    compile_seconds: float
+    resumed_from_step: int | None
+
+
+def config_fingerprint(config: TrainConfig, corpus) -> str:
+    """sha256 of everything that shapes the training trajectory: the config except iterations and
+    checkpoint_every (a longer run passes through the same states), and the training sentences and
+    counts of the corpus."""
+    settings = asdict(config)
+    del settings["iterations"], settings["checkpoint_every"]
+    tokens, offsets = corpus.training_sentences()
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for array in (np.asarray(tokens, np.int64), np.asarray(offsets, np.int64),
+                  np.asarray(corpus.counts, np.int64)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def initial_vectors(vocab_size, dim, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Centre vectors uniform in (-0.5, 0.5) / dim, outside vectors zero, both float64 (V, d)."""
+    return (rng.random((vocab_size, dim)) - 0.5) / dim, np.zeros((vocab_size, dim))
+
+
+def _warm_up(config: TrainConfig) -> float:
+    """Compile (or load from numba's cache) the kernels the run uses on a tiny problem; seconds."""
+    start = time.perf_counter()
+    pool = SentencePool(np.array([0, 1, 1, 0], np.int32), np.array([0, 2, 4], np.int64))
+    table = NegativeTable.from_weights(np.ones(2))
+    center, outside = np.zeros((2, config.dim)), np.zeros((2, config.dim))
+    engine = ENGINES[config.engine]
+    stepper = engine.Stepper(pool, table, center, outside, config.loss, 1, 1, 1)
+    stepper.run(np.random.default_rng(0), 0.1, 1)
+    return time.perf_counter() - start
+
+
+def _progress_bar(config: TrainConfig, step: int, progress: bool):
+    if not (progress and sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+    return tqdm(total=config.iterations, initial=step, unit="it", desc="train", dynamic_ncols=True)
+
+
+def _next_event(step, config: TrainConfig) -> int:
+    """The next iteration after `step` at which something besides stepping happens."""
+    return min(config.iterations,
+               *((step // every + 1) * every
+                 for every in (config.log_every, config.anneal_every, config.checkpoint_every)))
+
+
+def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
+          hooks: TrainHooks | None = None, metadata: dict | None = None,
+          progress: bool = False) -> TrainResult:
+    """Train skip-gram vectors on corpus.training_sentences() (a w2v.corpus.Corpus).
+
+    checkpoint_dir: resume from its checkpoint when there is one (written by the same config and
+    corpus, else ValueError); write checkpoints there every checkpoint_every iterations and after
+    the last one (the caller clears it with w2v.checkpoint.clear_checkpoint once its outputs are
+    saved). metadata: JSON-able, stored in every checkpoint. progress: a tqdm bar on a terminal.
+    Raises DivergenceError at the first non-finite minibatch loss.
+    """
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    hooks = hooks or TrainHooks()
+    metadata = dict(metadata or {})
+    json.dumps(metadata)  # fail now, not at the first checkpoint, on non-JSON-able metadata
+    pool_seed, init_seed, train_seed = np.random.SeedSequence(config.seed).spawn(3)
+    tokens, offsets = corpus.training_sentences()
+    pool = build_sentence_pool(tokens, offsets, corpus.keep_prob, config.pool_copies,
+                               np.random.default_rng(pool_seed))
+    table = NegativeTable.from_weights(corpus.neg_weight)
+    fingerprint = config_fingerprint(config, corpus)
+
+    step, lr, loss_smoothed = 0, config.lr, None
+    rng = np.random.default_rng(train_seed)
+    center_vectors, outside_vectors = initial_vectors(corpus.vocab_size, config.dim,
+                                                      np.random.default_rng(init_seed))
+    resumed_from_step = None
+    saved = load_checkpoint(checkpoint_dir, fingerprint) if checkpoint_dir is not None else None
+    if saved is not None:
+        if saved.step > config.iterations:
+            raise ValueError(f"checkpoint_dir: its checkpoint is at iteration {saved.step}, past "
+                             f"iterations={config.iterations}; use another folder or delete it")
+        step, lr, loss_smoothed = saved.step, saved.lr, saved.loss_smoothed
+        rng.bit_generator.state = saved.rng_state
+        center_vectors = np.ascontiguousarray(saved.center_vectors, dtype=np.float64)
+        outside_vectors = np.ascontiguousarray(saved.outside_vectors, dtype=np.float64)
+        resumed_from_step = saved.step
+
+    compile_seconds = _warm_up(config)
+    stepper = ENGINES[config.engine].Stepper(pool, table, center_vectors, outside_vectors,
+                                             config.loss, config.window, config.K, config.batch_size)
+    bar = _progress_bar(config, step, progress)
+    start = last_log_time = time.perf_counter()
+    last_log_step = step
+    try:
+        while step < config.iterations:
+            target = _next_event(step, config)
+            losses = stepper.run(rng, lr, target - step)
+            if len(losses) < target - step or not np.isfinite(losses[-1]):
+                raise DivergenceError(step + len(losses), float(losses[-1]), lr)
+            step = target
+            if bar is not None:
+                bar.update(len(losses))
+            if step % config.log_every == 0:
+                loss = float(losses[-1])
+                loss_smoothed = loss if loss_smoothed is None else 0.95 * loss_smoothed + 0.05 * loss
+                now = time.perf_counter()
+                windows_per_second = (step - last_log_step) * config.batch_size / max(now - last_log_time, 1e-12)
+                last_log_step, last_log_time = step, now
+                hooks.on_log(LogRecord(step, loss, loss_smoothed, lr, windows_per_second))
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss_smoothed:.3f}", refresh=False)
+            if step % config.anneal_every == 0:
+                lr *= 0.5
+            if checkpoint_dir is not None and (step % config.checkpoint_every == 0
+                                               or step == config.iterations):
+                hooks.before_checkpoint(step)
+                save_checkpoint(checkpoint_dir, Checkpoint(
+                    step, lr, loss_smoothed, rng.bit_generator.state, center_vectors,
+                    outside_vectors, fingerprint, metadata))
+    finally:
+        if bar is not None:
+            bar.close()
+    train_seconds = time.perf_counter() - start
+    return TrainResult(center_vectors, outside_vectors,
+                       float("nan") if loss_smoothed is None else loss_smoothed,
+                       train_seconds, compile_seconds, resumed_from_step)
+
+
+def held_out_loss(corpus_tokens, corpus_offsets, center_vectors, outside_vectors, loss, window, K,
+                  neg_weight, seed=0) -> float:
+    """Mean skip-gram loss per window over the given sentences (tokens int (N,), offsets (S+1,)).
+
+    Every position is a centre once, with the full window m = `window` (no subsampling, no random
+    window size); occurrences of the centre word are removed from its context and windows left
+    empty are skipped. Negatives (neg_sampling: K per outside word, drawn in proportion to
+    neg_weight, i.e. Corpus.neg_weight = counts^0.75) come from numpy.random.default_rng(seed). NaN when there is no window.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if isinstance(window, bool) or int(window) != window or window < 1:
+        raise ValueError(f"window must be an integer >= 1, got {window!r}")
+    if isinstance(K, bool) or int(K) != K or K < 1:
+        raise ValueError(f"K must be an integer >= 1, got {K!r}")
+    center_vectors = np.ascontiguousarray(center_vectors, dtype=np.float64)
+    outside_vectors = np.ascontiguousarray(outside_vectors, dtype=np.float64)
+    if center_vectors.ndim != 2 or center_vectors.shape != outside_vectors.shape:
+        raise ValueError(f"center_vectors {center_vectors.shape} and outside_vectors "
+                         f"{outside_vectors.shape} must both be (V, d)")
+    tokens = np.ascontiguousarray(corpus_tokens, dtype=np.int32)
+    offsets = np.ascontiguousarray(corpus_offsets, dtype=np.int64)
+    if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(tokens) \
+            or np.any(np.diff(offsets) < 0):
+        raise ValueError("corpus_offsets must start at 0, not decrease, and end at len(corpus_tokens)")
+    if len(tokens) and (tokens.min() < 0 or tokens.max() >= len(center_vectors)):
+        raise ValueError(f"corpus_tokens: ids must lie in 0..{len(center_vectors) - 1}")
+    table = NegativeTable.from_weights(neg_weight)
+    if len(table.prob) != len(center_vectors):
+        raise ValueError(f"neg_weight has {len(table.prob)} entries for {len(center_vectors)} words")
+    total, windows = window_loss_sum(np.random.default_rng(seed), tokens, offsets, center_vectors,
+                                     outside_vectors, loss == "naive_softmax", int(window),
+                                     int(K), table.prob, table.alias)
+    return total / windows if windows else float("nan")
