@@ -131,12 +131,14 @@ def read_text(
     path: str | os.PathLike,
     fix_encoding: bool = False,
     min_count: int = 1,
+    train_on: str = "all",
     chunk_bytes: int = CHUNK_BYTES,
 ) -> Corpus:
     """A corpus from a UTF-8 text file, one sentence per line (blank lines skipped).
 
     Words are split on Unicode whitespace and lowercased; those occurring fewer than `min_count`
-    times map to UNK. Every sentence is a training sentence (split label 1).
+    times map to UNK. Every sentence is a training sentence (split label 1), so `train_on` "all"
+    and "train" select the same sentences.
     """
     path = Path(path)
     _require_file(path, "text corpus")
@@ -146,7 +148,7 @@ def read_text(
         tokenizer.add(words, lengths[lengths > 0])
     words, tokens, offsets = tokenizer.result()
     _check_vocabulary(path, words, tokens)
-    return assemble_corpus(words, tokens, offsets, min_count=min_count)
+    return assemble_corpus(words, tokens, offsets, train_on=train_on, min_count=min_count)
 
 
 def read_sst_sentences(
@@ -213,10 +215,15 @@ def read_sst(
     directory: str | os.PathLike,
     fix_encoding: bool = False,
     train_on: str = "all",
+    min_count: int = 1,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> Corpus:
-    """The SST corpus of a folder holding datasetSentences.txt and datasetSplit.txt."""
+    """The SST corpus of a folder holding datasetSentences.txt and datasetSplit.txt.
+
+    `fix_encoding` repairs the file's double-encoded UTF-8 before lowercasing (the assignment does
+    not); `train_on="train"` counts only the official training sentences.
+    """
     directory = Path(directory)
     words, tokens, offsets, sentence_ids = read_sst_sentences(directory / SENTENCES_FILE, fix_encoding, chunk_bytes)
     split = read_sst_split(directory / SPLIT_FILE, sentence_ids)
-    return assemble_corpus(words, tokens, offsets, split, train_on=train_on)
+    return assemble_corpus(words, tokens, offsets, split, train_on=train_on, min_count=min_count)

@@ -1,0 +1,184 @@
+"""Stage `download`: fetch and verify the corpus, then extract the files the pipeline uses.
+
+    python -m pipeline.download                                          # the official SST archive
+    python -m pipeline.download corpus.url=../shared/data/stanfordSentimentTreebank   # a local folder
+    python -m pipeline.download corpus.url=file:///data/stanfordSentimentTreebank.zip # a local zip
+    python -m pipeline.download corpus=text corpus.url=https://host/corpus.txt corpus.sha256=null
+    dvc repro download                                                   # as a pipeline stage
+
+`corpus.url` is an http(s) or file:// URL or a path (relative paths start at the project root).
+Downloads stream into .cache/downloads/ (git-ignored, outside every DVC output), resume after an
+interruption and are checked against corpus.size and corpus.sha256; an extracted folder is checked
+file by file against corpus.files. The output folder paths.raw (data/raw) is then replaced whole:
+datasetSentences.txt and datasetSplit.txt for corpus=sst, corpus.txt for corpus=text, and
+source.json (where the files came from, their sha256). If it already holds the verified files of
+the same source, the stage does nothing.
+"""
+import errno
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from w2v.archive import ArchiveError, copy_with_sha256, extract_files, sha256_of
+from w2v.atomic import atomic_directory
+from w2v.fetch import FetchError, HostUnreachableError, HTTPStatusError, IntegrityError, fetch, verify
+
+from pipeline.common import StageError, project_path, stage
+
+CACHE_DIR = ".cache/downloads"
+SOURCE_FILE = "source.json"
+OUTPUT_FILES = {"sst": ("datasetSentences.txt", "datasetSplit.txt"), "text": ("corpus.txt",)}
+_DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def corpus_source(cfg: DictConfig) -> dict:
+    """The checked corpus.* download settings: kind, url, size, sha256, files."""
+    corpus = cfg.get("corpus")
+    if corpus is None:
+        raise StageError("the configuration has no corpus section; run on conf/ or params.yaml")
+    try:
+        source = OmegaConf.to_container(corpus, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as error:
+        raise StageError(f"corpus.{error.key} is not set: pass corpus.{error.key}=<path or URL of the corpus file>") from None
+    kind, url = source.get("kind"), source.get("url")
+    if kind not in OUTPUT_FILES:
+        raise StageError(f"corpus.kind must be one of {', '.join(OUTPUT_FILES)}, got {kind!r} (choose corpus=sst or corpus=text)")
+    if not isinstance(url, str) or not url.strip():
+        raise StageError(f"corpus.url must be a URL or a path, got {url!r}")
+    size, sha256 = source.get("size"), source.get("sha256")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise StageError(f"corpus.size must be a byte count or null, got {size!r}")
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.match(sha256)):
+        raise StageError(f"corpus.sha256 must be 64 hex digits or null, got {sha256!r}")
+    files = source.get("files") or {}
+    for name, digest in files.items():
+        if not (isinstance(digest, str) and _SHA256.match(digest)):
+            raise StageError(f"corpus.files.{name} must be 64 hex digits, got {digest!r}")
+    return {"kind": kind, "url": url.strip(), "size": size, "sha256": sha256 and sha256.lower(),
+            "files": {name: digest.lower() for name, digest in files.items()}}
+
+
+def local_path(url: str) -> Path | None:
+    """The local path a corpus.url names (file:// URL or path), None for an http(s) URL."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return None
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise StageError(f"corpus.url {url!r}: file:// URLs must name a local path (file:///abs/path)")
+        return project_path(url2pathname(parts.path))
+    if len(parts.scheme) > 1:  # one letter is a Windows drive, not a scheme
+        raise StageError(f"corpus.url {url!r}: unsupported scheme {parts.scheme!r}; use http(s)://, file:// or a path")
+    return project_path(url)
+
+
+def is_up_to_date(raw: Path, source: dict) -> bool:
+    """Whether `raw` holds the verified files of this very source (the no-op check)."""
+    try:
+        recorded = json.loads((raw / SOURCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if recorded.get("source") != source:
+        return False
+    expected = recorded.get("files", {})
+    names = OUTPUT_FILES[source["kind"]]
+    return set(expected) == set(names) and all(
+        (raw / name).is_file() and sha256_of(raw / name) == expected[name] for name in names)
+
+
+def check_pinned(where: str, checksums: dict[str, str], pinned: dict[str, str]) -> None:
+    """Raise StageError if a written file's sha256 differs from its corpus.files value."""
+    for name, digest in checksums.items():
+        if name in pinned and digest != pinned[name]:
+            raise StageError(f"{where}: {name} has sha256 {digest}, expected corpus.files.{name}={pinned[name]}; "
+                             f"use the original SST files, or update corpus.files if you changed them on purpose")
+
+
+def materialize(source: dict, target: Path, cache_dir: Path, progress: bool) -> dict[str, str]:
+    """Write the corpus files of `source` into the empty folder `target`; return {name: sha256}."""
+    kind, url, names = source["kind"], source["url"], OUTPUT_FILES[source["kind"]]
+    path = local_path(url)
+    if path is None:
+        path = fetch(url, cache_dir, source["size"], source["sha256"], progress=progress)
+    elif not path.exists():
+        raise StageError(f"corpus.url {url!r}: {path} does not exist; point corpus.url at the corpus "
+                         f"(a URL, a zip, {'or the extracted SST folder' if kind == 'sst' else 'or a text file'})")
+    elif path.is_file():
+        verify(path, source["size"], source["sha256"], label=str(path))
+    if kind == "text":
+        if path.is_dir():
+            raise StageError(f"corpus.url {url!r} is a folder; corpus=text needs one text file, one sentence per line")
+        with open(path, "rb") as file:
+            return {names[0]: copy_with_sha256(file, target / names[0])}
+    if path.is_dir():
+        checksums = {}
+        for name in names:
+            if not (path / name).is_file():
+                raise StageError(f"corpus.url {url!r}: the folder has no {name}; point it at the extracted "
+                                 f"stanfordSentimentTreebank folder or the zip")
+            with open(path / name, "rb") as file:
+                checksums[name] = copy_with_sha256(file, target / name)
+    else:
+        checksums = extract_files(path, names, target)
+    check_pinned(url, checksums, source["files"])
+    return checksums
+
+
+def download(source: dict, raw: Path, cache_dir: Path, progress: bool = False) -> bool:
+    """Make `raw` hold the verified corpus files of `source`; False if it already did (no-op)."""
+    if is_up_to_date(raw, source):
+        return False
+    with atomic_directory(raw) as tmp:
+        checksums = materialize(source, tmp, cache_dir, progress)
+        record = {"source": source, "files": checksums}
+        (tmp / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return True
+
+
+def explain(error: Exception, source: dict) -> str:
+    """One line: what went wrong and what to do, naming the config key to change."""
+    if isinstance(error, HostUnreachableError):
+        return (f"{error}; check the network, or set corpus.url to a mirror or a local copy "
+                f"(a zip, or the extracted folder such as corpus.url=../shared/data/stanfordSentimentTreebank)")
+    if isinstance(error, HTTPStatusError):
+        if error.status >= 500 or error.status == 429:
+            return f"{error}; the server is failing: try again later, or set corpus.url to a mirror or a local copy"
+        return f"{error}; check corpus.url (a mirror or a local copy works too)"
+    if isinstance(error, IntegrityError):
+        return (f"{error}: not the file corpus.size and corpus.sha256 describe; check corpus.url, or if this "
+                f"file is right set corpus.size and corpus.sha256 to its values (null skips the check)")
+    if isinstance(error, ArchiveError):
+        return f"{error}; point corpus.url at an intact SST zip or the extracted folder"
+    if isinstance(error, FetchError):
+        return f"{error}; check the network and run again: the download resumes where it stopped"
+    if isinstance(error, OSError) and error.errno in _DISK_FULL:
+        return (f"no space left while writing {error.filename or 'the corpus'} ({error.strerror}); "
+                f"free disk space (or raise the file-size limit) and run again")
+    if isinstance(error, OSError):
+        return f"cannot read or write {error.filename or 'a file'}: {error.strerror}; check the path and its permissions"
+    raise error
+
+
+@stage
+def main(cfg: DictConfig) -> None:
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries are retried quietly; failures get one line
+    source = corpus_source(cfg)
+    raw = project_path(cfg.paths.raw)
+    try:
+        changed = download(source, raw, project_path(CACHE_DIR), progress=sys.stderr.isatty())
+    except (FetchError, ArchiveError, OSError) as error:
+        raise StageError(explain(error, source)) from None
+    names = ", ".join(OUTPUT_FILES[source["kind"]])
+    print(f"{raw}: {names} {'from ' + source['url'] if changed else 'already verified, nothing to do'}")
+
+
+if __name__ == "__main__":
+    main()
