@@ -151,7 +151,7 @@ def test_skipgram_does_not_modify_its_inputs():
 
 def test_public_names_import_from_the_package():
     for name in ("sigmoid", "naive_softmax_loss_and_gradient", "neg_sampling_loss_and_gradient",
-                 "skipgram", "gradcheck", "GradcheckResult"):
+                 "skipgram", "gradcheck", "GradcheckResult", "sample_negatives"):
         assert callable(getattr(w2v, name))
 
 

@@ -3,12 +3,14 @@ sampling, trainer engines and vector I/O. Knows nothing of DVC, Hydra or MLflow.
 from w2v.activations import sigmoid
 from w2v.gradcheck import GradcheckResult, gradcheck
 from w2v.losses import naive_softmax_loss_and_gradient, neg_sampling_loss_and_gradient, skipgram
+from w2v.sampling import sample_negatives
 
 __all__ = [
     "GradcheckResult",
     "gradcheck",
     "naive_softmax_loss_and_gradient",
     "neg_sampling_loss_and_gradient",
+    "sample_negatives",
     "sigmoid",
     "skipgram",
 ]
