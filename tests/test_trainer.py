@@ -1,0 +1,195 @@
+"""The trainer: config checks, reproducibility, schedule, smoothed loss, divergence, checkpoints."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from w2v.checkpoint import clear_checkpoint, load_checkpoint, read_checkpoint_metadata
+from w2v.corpus import build_corpus
+from w2v.trainer import (DivergenceError, LogRecord, TrainConfig, TrainHooks, config_fingerprint,
+                         held_out_loss, initial_vectors, train)
+
+SMALL = dict(dim=5, window=3, K=4, lr=0.3, iterations=60, batch_size=8, anneal_every=20,
+             checkpoint_every=20, log_every=10, pool_copies=2)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    rng = np.random.default_rng(0)
+    zipf = 1.0 / np.arange(1, 51)
+    words = [f"w{i}" for i in range(50)]
+    return build_corpus([[words[i] for i in rng.choice(50, size=rng.integers(3, 15), p=zipf / zipf.sum())]
+                         for _ in range(150)])
+
+
+class Recorder(TrainHooks):
+    def __init__(self):
+        self.records: list[LogRecord] = []
+        self.checkpoints: list[int] = []
+
+    def on_log(self, record):
+        self.records.append(record)
+
+    def before_checkpoint(self, step):
+        self.checkpoints.append(step)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("loss", "hinge"), ("engine", "gpu"), ("dim", 0), ("window", -1), ("K", 0), ("lr", 0.0),
+    ("lr", float("nan")), ("lr", "0.3"), ("iterations", 0), ("batch_size", 2.5),
+    ("anneal_every", 0), ("checkpoint_every", 0), ("log_every", 0), ("seed", -1),
+    ("pool_copies", 0), ("threads", 0), ("threads", 2), ("dim", True),
+])
+def test_config_rejects_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_config_defaults_are_the_classic_run_and_normalise_types():
+    config = TrainConfig(lr=1, seed=np.int64(3))
+    assert (TrainConfig().dim, TrainConfig().K, TrainConfig().batch_size) == (10, 10, 50)
+    assert type(config.lr) is float and type(config.seed) is int
+
+
+@pytest.mark.parametrize("loss", ["neg_sampling", "naive_softmax"])
+def test_same_seed_bit_identical_other_seed_different(corpus, loss):
+    first = train(corpus, TrainConfig(loss=loss, seed=1, **SMALL))
+    second = train(corpus, TrainConfig(loss=loss, seed=1, **SMALL))
+    other = train(corpus, TrainConfig(loss=loss, seed=2, **SMALL))
+    assert np.array_equal(first.center_vectors, second.center_vectors)
+    assert np.array_equal(first.outside_vectors, second.outside_vectors)
+    assert first.loss_smoothed == second.loss_smoothed
+    assert not np.allclose(first.center_vectors, other.center_vectors)
+    assert first.resumed_from_step is None
+    assert first.train_seconds > 0 and first.compile_seconds > 0
+
+
+def test_initialisation_as_the_assignment(corpus):
+    center, outside = initial_vectors(corpus.vocab_size, 8, np.random.default_rng(0))
+    assert center.shape == outside.shape == (corpus.vocab_size, 8)
+    assert np.all(np.abs(center) < 0.5 / 8) and center.std() > 0.5 / 8 / 3
+    assert np.all(outside == 0)
+    # with U = 0 the first step leaves every centre vector at its initial value (dJ/dv_c = U^T ...)
+    config = TrainConfig(**{**SMALL, "iterations": 1})
+    result = train(corpus, config)
+    init_seed = np.random.SeedSequence(config.seed).spawn(3)[1]
+    expected, _ = initial_vectors(corpus.vocab_size, config.dim, np.random.default_rng(init_seed))
+    assert np.array_equal(result.center_vectors, expected)
+    assert np.any(result.outside_vectors != 0)
+
+
+def test_lr_halves_every_anneal_every_and_loss_is_smoothed_as_the_reference(corpus):
+    hooks = Recorder()
+    train(corpus, TrainConfig(**SMALL), hooks=hooks)
+    assert [r.step for r in hooks.records] == [10, 20, 30, 40, 50, 60]
+    assert [r.lr for r in hooks.records] == [0.3, 0.3, 0.15, 0.15, 0.075, 0.075]
+    first = hooks.records[0]
+    assert first.loss_smoothed == first.loss
+    for previous, record in zip(hooks.records, hooks.records[1:]):
+        assert record.loss_smoothed == pytest.approx(0.95 * previous.loss_smoothed + 0.05 * record.loss,
+                                                     rel=1e-15)
+        assert record.windows_per_second > 0
+    assert len({r.loss for r in hooks.records}) == len(hooks.records)
+
+
+def test_logged_loss_is_the_minibatch_loss_of_that_iteration(corpus):
+    """log_every=1 logs every batch loss; the same run with log_every=3 logs every third one."""
+    every, third = Recorder(), Recorder()
+    config = {**SMALL, "iterations": 12}
+    train(corpus, TrainConfig(**{**config, "log_every": 1}), hooks=every)
+    train(corpus, TrainConfig(**{**config, "log_every": 3}), hooks=third)
+    assert [r.loss for r in third.records] == [r.loss for r in every.records][2::3]
+
+
+def test_huge_lr_raises_divergence_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
+    hooks = Recorder()
+    config = TrainConfig(**{**SMALL, "lr": 1e30, "iterations": 200, "checkpoint_every": 1})
+    with pytest.raises(DivergenceError, match="diverged at iteration") as error:
+        train(corpus, config, checkpoint_dir=tmp_path, hooks=hooks)
+    assert not math.isfinite(error.value.loss)
+    assert error.value.step == hooks.checkpoints[-1] + 1
+    saved = load_checkpoint(tmp_path, config_fingerprint(config, corpus))
+    assert saved.step == hooks.checkpoints[-1]
+    assert np.all(np.isfinite(saved.center_vectors)) and np.all(np.isfinite(saved.outside_vectors))
+
+
+def test_checkpoints_resume_to_the_same_vectors_and_finished_runs_return_at_once(corpus, tmp_path):
+    uninterrupted = train(corpus, TrainConfig(**{**SMALL, "iterations": 100}))
+    folder = tmp_path / "ckpt"
+    hooks = Recorder()
+    part = train(corpus, TrainConfig(**{**SMALL, "iterations": 50}), checkpoint_dir=folder,
+                 hooks=hooks, metadata={"run_id": "abc"})
+    assert hooks.checkpoints == [20, 40, 50]  # every checkpoint_every and at the last iteration
+    assert read_checkpoint_metadata(folder) == {"run_id": "abc"}
+    assert part.resumed_from_step is None
+    rest = train(corpus, TrainConfig(**{**SMALL, "iterations": 100}), checkpoint_dir=folder,
+                 metadata={"run_id": "abc"})
+    assert rest.resumed_from_step == 50
+    assert np.array_equal(rest.center_vectors, uninterrupted.center_vectors)
+    assert np.array_equal(rest.outside_vectors, uninterrupted.outside_vectors)
+    assert rest.loss_smoothed == uninterrupted.loss_smoothed
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.json", "state-100.npz"]
+
+    again = train(corpus, TrainConfig(**{**SMALL, "iterations": 100}), checkpoint_dir=folder)
+    assert again.resumed_from_step == 100
+    assert np.array_equal(again.center_vectors, uninterrupted.center_vectors)
+
+    clear_checkpoint(folder)
+    assert not folder.exists() and read_checkpoint_metadata(folder) is None
+    anew = train(corpus, TrainConfig(**{**SMALL, "iterations": 100}), checkpoint_dir=folder)
+    assert anew.resumed_from_step is None
+    assert np.array_equal(anew.center_vectors, uninterrupted.center_vectors)
+
+
+def test_a_checkpoint_of_another_config_is_an_error(corpus, tmp_path):
+    train(corpus, TrainConfig(**SMALL), checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="checkpoint_dir.*another training configuration"):
+        train(corpus, TrainConfig(**{**SMALL, "lr": 0.2}), checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="checkpoint_dir.*past iterations"):
+        train(corpus, TrainConfig(**{**SMALL, "iterations": 30}), checkpoint_dir=tmp_path)
+    record = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert record["step"] == 60 and record["rng_state"]["bit_generator"] == "PCG64"
+
+
+def test_held_out_loss_hand_computed_at_zero_outside_vectors():
+    tokens = np.array([0, 1, 2, 2, 0, 1], np.int32)     # sentences [0 1 2] [2] [0 1]
+    offsets = np.array([0, 3, 4, 6])
+    center = np.random.default_rng(0).normal(size=(3, 4))
+    outside = np.zeros((3, 4))
+    weights = np.array([1.0, 2.0, 3.0])
+    # window 1: centres 0,1,2 have 1,2,1 outside words; [2] has none; [0 1]: 1 and 1 -> 5 windows
+    outside_words = 1 + 2 + 1 + 1 + 1
+    neg = held_out_loss(tokens, offsets, center, outside, "neg_sampling", 1, 3, weights)
+    assert neg == pytest.approx(outside_words * 4 * math.log(2) / 5, abs=1e-12)
+    naive = held_out_loss(tokens, offsets, center, outside, "naive_softmax", 1, 3, weights)
+    assert naive == pytest.approx(outside_words * math.log(3) / 5, abs=1e-12)
+    # full window 2: centre 0 of [0 1 2] now sees 1 and 2
+    naive2 = held_out_loss(tokens, offsets, center, outside, "naive_softmax", 2, 3, weights)
+    assert naive2 == pytest.approx((2 + 2 + 2 + 1 + 1) * math.log(3) / 5, abs=1e-12)
+    assert math.isnan(held_out_loss(tokens[3:4], np.array([0, 1]), center, outside,
+                                    "naive_softmax", 2, 3, weights))
+
+
+def test_held_out_loss_is_lower_after_training(corpus):
+    result = train(corpus, TrainConfig(**{**SMALL, "iterations": 300}))
+    tokens, offsets = corpus.sentences_of("all")
+    init_center, init_outside = initial_vectors(corpus.vocab_size, 5, np.random.default_rng(0))
+    args = ("neg_sampling", 3, 4, corpus.neg_weight)
+    trained = held_out_loss(tokens, offsets, result.center_vectors, result.outside_vectors, *args)
+    untrained = held_out_loss(tokens, offsets, init_center, init_outside, *args)
+    assert trained < untrained
+    assert held_out_loss(tokens, offsets, result.center_vectors, result.outside_vectors, *args, seed=0) \
+        == trained
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(loss="hinge"), "loss"), (dict(window=0), "window"), (dict(K=0), "K"),
+    (dict(neg_weight=np.ones(2)), "neg_weight"), (dict(corpus_tokens=np.array([0, 9])), "corpus_tokens"),
+])
+def test_held_out_loss_rejects_bad_input(kwargs, name):
+    args = dict(corpus_tokens=np.array([0, 1], np.int32), corpus_offsets=np.array([0, 2]),
+                center_vectors=np.zeros((3, 2)), outside_vectors=np.zeros((3, 2)),
+                loss="neg_sampling", window=2, K=2, neg_weight=np.ones(3))
+    with pytest.raises(ValueError, match=name):
+        held_out_loss(**{**args, **kwargs})
