@@ -28,7 +28,7 @@ import numpy as np
 from w2v.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from w2v.engines import ENGINES
 from w2v.engines.batched import window_loss_sum
-from w2v.sampling import NegativeTable, SentencePool, build_sentence_pool
+from w2v.sampling import NegativeTable, build_sentence_pool
 
 LOSSES = ("naive_softmax", "neg_sampling")
 
@@ -148,7 +148,8 @@ def initial_vectors(vocab_size, dim, rng) -> tuple[np.ndarray, np.ndarray]:
 def _warm_up(config: TrainConfig) -> float:
     """Compile (or load from numba's cache) the kernels the run uses on a tiny problem; seconds."""
     start = time.perf_counter()
-    pool = SentencePool(np.array([0, 1, 1, 0], np.int32), np.array([0, 2, 4], np.int64))
+    pool = build_sentence_pool(np.array([0, 1, 1, 0], np.int32), np.array([0, 2, 4], np.int64),
+                               np.ones(2), 1, np.random.default_rng(0))
     table = NegativeTable.from_weights(np.ones(2))
     center, outside = np.zeros((2, config.dim)), np.zeros((2, config.dim))
     engine = ENGINES[config.engine]
@@ -187,6 +188,7 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
     hooks = hooks or TrainHooks()
     metadata = dict(metadata or {})
     json.dumps(metadata)  # fail now, not at the first checkpoint, on non-JSON-able metadata
+    compile_seconds = _warm_up(config)  # numba's start-up and kernel loading, timed apart
     pool_seed, init_seed, train_seed = np.random.SeedSequence(config.seed).spawn(3)
     tokens, offsets = corpus.training_sentences()
     pool = build_sentence_pool(tokens, offsets, corpus.keep_prob, config.pool_copies,
@@ -210,7 +212,6 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
         outside_vectors = np.ascontiguousarray(saved.outside_vectors, dtype=np.float64)
         resumed_from_step = saved.step
 
-    compile_seconds = _warm_up(config)
     stepper = ENGINES[config.engine].Stepper(pool, table, center_vectors, outside_vectors,
                                              config.loss, config.window, config.K, config.batch_size)
     bar = _progress_bar(config, step, progress)
