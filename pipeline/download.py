@@ -7,9 +7,9 @@
     dvc repro download                                                   # as a pipeline stage
 
 `corpus.url` is an http(s) or file:// URL or a path (relative paths start at the project root).
-Downloads stream into .cache/downloads/ (git-ignored, outside every DVC output), resume after an
-interruption and are checked against corpus.size and corpus.sha256; an extracted folder is checked
-file by file against corpus.files. The output folder paths.raw (data/raw) is then replaced whole:
+Downloads stream into .cache/downloads/ (git-ignored, outside every DVC output; another folder
+with ++paths.download_cache=...), resume after an interruption and are checked against
+corpus.size and corpus.sha256; an extracted folder is checked file by file against corpus.files. The output folder paths.raw (data/raw) is then replaced whole:
 datasetSentences.txt and datasetSplit.txt for corpus=sst, corpus.txt for corpus=text, and
 source.json (where the files came from, their sha256). If it already holds the verified files of
 the same source, the stage does nothing.
@@ -173,7 +173,8 @@ def main(cfg: DictConfig) -> None:
     source = corpus_source(cfg)
     raw = project_path(cfg.paths.raw)
     try:
-        changed = download(source, raw, project_path(CACHE_DIR), progress=sys.stderr.isatty())
+        cache_dir = project_path(OmegaConf.select(cfg, "paths.download_cache", default=CACHE_DIR))
+        changed = download(source, raw, cache_dir, progress=sys.stderr.isatty())
     except (FetchError, ArchiveError, OSError) as error:
         raise StageError(explain(error, source)) from None
     names = ", ".join(OUTPUT_FILES[source["kind"]])

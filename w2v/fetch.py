@@ -22,9 +22,10 @@ from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 from urllib3.util.retry import Retry
 
-from w2v.archive import HASH_BLOCK, sha256_of, write_naming_file
+from w2v.archive import sha256_of, write_naming_file
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
+STREAM_BLOCK = 1 << 16
 
 
 class FetchError(Exception):
@@ -194,7 +195,8 @@ def _download_to(session: requests.Session, url: str, part: Path, size: int | No
                                            unit_divisor=1024, desc=part.name.removesuffix(".part"),
                                            disable=not progress, leave=False) as bar:
             written = start
-            for block in response.iter_content(HASH_BLOCK):
+            # small blocks: a connection that breaks off loses at most the block being read
+            for block in response.iter_content(STREAM_BLOCK):
                 write_naming_file(out, block)
                 written += len(block)
                 bar.update(len(block))
