@@ -179,9 +179,13 @@ class _Comparisons:
         if error >= self.error:
             self.error, self.worst = error, label
 
-    def grad(self, label, f, x):
-        """Finite differences of f's value against the gradient f returns."""
-        result = gradcheck(f, x, tol=np.inf)
+    def grad(self, label, loss, x, gradient):
+        """Finite differences of loss(x) around x against `gradient`, the gradient claimed at x."""
+        gradient = np.asarray(gradient, dtype=np.float64)
+        if gradient.shape != np.shape(x):
+            self._keep(np.inf, f"{label}: gradient of shape {gradient.shape} for {np.shape(x)}")
+            return
+        result = gradcheck(lambda z: (loss(z), gradient), x, tol=np.inf)
         self._keep(result.max_rel_error, f"{label} at {result.worst_index}")
 
     def value(self, label, actual, expected):
@@ -295,8 +299,8 @@ def check_b_softmax_grad_center(engine: Engine, inputs: CheckInputs, tol=DEFAULT
     loss = lambda v: engine.naive_softmax(v, draw.o, draw.U)[0]
     closed = lambda v: _softmax_closed_form(v, draw.o, draw.U)
     found.value("loss vs closed form", loss(draw.v_c), closed(draw.v_c)[0])
-    found.grad("closed-form dJ/dv_c", lambda v: (loss(v), closed(v)[1]), draw.v_c)
-    found.grad("engine dJ/dv_c", lambda v: engine.naive_softmax(v, draw.o, draw.U)[:2], draw.v_c)
+    found.grad("closed-form dJ/dv_c", loss, draw.v_c, closed(draw.v_c)[1])
+    found.grad("engine dJ/dv_c", loss, draw.v_c, engine.naive_softmax(draw.v_c, draw.o, draw.U)[1])
     return found.result("b_softmax_grad_center", engine.name, inputs.name, tol)
 
 
@@ -313,8 +317,9 @@ def check_c_softmax_grad_outside_row(engine: Engine, inputs: CheckInputs, tol=DE
             value, _, grad_outside = engine.naive_softmax(draw.v_c, draw.o, _with_row(draw.U, w, u_w))
             return value, grad_outside[w]
 
-        found.grad(f"closed-form dJ/du_w, {which}", lambda u, w=w: (engine_row(u)[0], closed(u)), draw.U[w])
-        found.grad(f"engine dJ/du_w, {which}", engine_row, draw.U[w])
+        loss = lambda u, engine_row=engine_row: engine_row(u)[0]
+        found.grad(f"closed-form dJ/du_w, {which}", loss, draw.U[w], closed(draw.U[w]))
+        found.grad(f"engine dJ/du_w, {which}", loss, draw.U[w], engine_row(draw.U[w])[1])
     return found.result("c_softmax_grad_outside_row", engine.name, inputs.name, tol)
 
 
@@ -322,8 +327,8 @@ def check_d_softmax_grad_outside_matrix(engine: Engine, inputs: CheckInputs, tol
     """(d) dJ/dU = (y_hat - y) v_c^T, over every entry of U."""
     draw, found = _draw(inputs), _Comparisons()
     loss = lambda U: engine.naive_softmax(draw.v_c, draw.o, U)[0]
-    found.grad("closed-form dJ/dU", lambda U: (loss(U), _softmax_closed_form(draw.v_c, draw.o, U)[2]), draw.U)
-    found.grad("engine dJ/dU", lambda U: engine.naive_softmax(draw.v_c, draw.o, U)[::2], draw.U)
+    found.grad("closed-form dJ/dU", loss, draw.U, _softmax_closed_form(draw.v_c, draw.o, draw.U)[2])
+    found.grad("engine dJ/dU", loss, draw.U, engine.naive_softmax(draw.v_c, draw.o, draw.U)[2])
     return found.result("d_softmax_grad_outside_matrix", engine.name, inputs.name, tol)
 
 
@@ -334,8 +339,8 @@ def check_e_leaky_relu_derivative(seed: int = 0, tol=DEFAULT_TOL, derivative=lea
     x = np.where(np.abs(x) < 1e-2, 0.5, x)  # finite differences across x = 0 would straddle the kink
     total = lambda x: float(np.sum(leaky_relu(x, LEAKY_RELU_ALPHA)))
     closed = lambda x: np.where(x > 0, 1.0, LEAKY_RELU_ALPHA)
-    found.grad("closed-form derivative", lambda x: (total(x), closed(x)), x)
-    found.grad("w2v.activations derivative", lambda x: (total(x), derivative(x, LEAKY_RELU_ALPHA)), x)
+    found.grad("closed-form derivative", total, x, closed(x))
+    found.grad("w2v.activations derivative", total, x, derivative(x, LEAKY_RELU_ALPHA))
     return found.result("e_leaky_relu_derivative", "activations", "random", tol)
 
 
@@ -345,8 +350,8 @@ def check_f_sigmoid_derivative(seed: int = 0, tol=DEFAULT_TOL, derivative=sigmoi
     x = np.concatenate([rng.normal(size=40) * 3.0, [-40.0, -15.0, 15.0, 40.0]])
     total = lambda x: float(np.sum(sigmoid(x)))
     closed = lambda x: sigmoid(x) * (1.0 - sigmoid(x))
-    found.grad("closed-form derivative", lambda x: (total(x), closed(x)), x)
-    found.grad("w2v.activations derivative", lambda x: (total(x), derivative(x)), x)
+    found.grad("closed-form derivative", total, x, closed(x))
+    found.grad("w2v.activations derivative", total, x, derivative(x))
     return found.result("f_sigmoid_derivative", "activations", "random", tol)
 
 
@@ -355,23 +360,23 @@ def _check_neg_sampling(name, negatives, engine, inputs, draw, tol):
     found = _Comparisons()
     v_c, o, U = draw.v_c, draw.o, draw.U
     run = lambda v, U: engine.neg_sampling(v, o, U, negatives)
-    found.value("loss vs closed form", run(v_c, U)[0], _neg_sampling_closed_form(v_c, o, U, negatives)[0])
-    # the per-vector results
-    found.grad("closed-form dJ/dv_c", lambda v: (run(v, U)[0], _neg_sampling_rows(v, o, U, negatives)[0]), v_c)
-    found.grad("closed-form dJ/du_o",
-               lambda u: (run(v_c, _with_row(U, o, u))[0],
-                          _neg_sampling_rows(v_c, o, _with_row(U, o, u), negatives)[1]), U[o])
-    for k in np.unique(negatives):
-        found.grad(f"closed-form dJ/du_k (k = {k})",
-                   lambda u, k=k: (run(v_c, _with_row(U, k, u))[0],
-                                   _neg_sampling_rows(v_c, o, _with_row(U, k, u), negatives)[2][int(k)]),
-                   U[k])
+    loss_of_v = lambda v: run(v, U)[0]
+    loss_of_U = lambda W: run(v_c, W)[0]
+    closed_loss, closed_grad_center, closed_grad_outside = _neg_sampling_closed_form(v_c, o, U, negatives)
+    row_grad_center, row_grad_o, row_grad_k = _neg_sampling_rows(v_c, o, U, negatives)
+    found.value("loss vs closed form", loss_of_v(v_c), closed_loss)
+    # the per-vector results, each against differences in that vector alone
+    found.grad("closed-form dJ/dv_c", loss_of_v, v_c, row_grad_center)
+    found.grad("closed-form dJ/du_o", lambda u: loss_of_U(_with_row(U, o, u)), U[o], row_grad_o)
+    for k, grad_k in row_grad_k.items():
+        found.grad(f"closed-form dJ/du_k (k = {k})", lambda u, k=k: loss_of_U(_with_row(U, k, u)), U[k], grad_k)
     # the matrix form, over every entry (rows outside {o, k} must be zero)
-    found.grad("matrix-form dJ/dv_c", lambda v: (run(v, U)[0], _neg_sampling_closed_form(v, o, U, negatives)[1]), v_c)
-    found.grad("matrix-form dJ/dU", lambda W: (run(v_c, W)[0], _neg_sampling_closed_form(v_c, o, W, negatives)[2]), U)
+    found.grad("matrix-form dJ/dv_c", loss_of_v, v_c, closed_grad_center)
+    found.grad("matrix-form dJ/dU", loss_of_U, U, closed_grad_outside)
     # the engine's own gradients
-    found.grad("engine dJ/dv_c", lambda v: run(v, U)[:2], v_c)
-    found.grad("engine dJ/dU", lambda W: run(v_c, W)[::2], U)
+    _, engine_grad_center, engine_grad_outside = run(v_c, U)
+    found.grad("engine dJ/dv_c", loss_of_v, v_c, engine_grad_center)
+    found.grad("engine dJ/dU", loss_of_U, U, engine_grad_outside)
     return found.result(name, engine.name, inputs.name, tol)
 
 
@@ -405,12 +410,15 @@ def check_i_skipgram_window(engine: Engine, inputs: CheckInputs, tol=DEFAULT_TOL
 
         run = lambda C, U, loss=loss, negatives=negatives: engine.window(words, C, U, c, outside, loss, negatives)
         C, U = draw.center_vectors, draw.U
-        found.value(f"{loss}: loss vs sum of pair losses", run(C, U)[0], closed(C, U)[0])
-        found.grad(f"{loss}: closed-form dJ/dV (centre vectors)", lambda X: (run(X, U)[0], closed(X, U)[1]), C)
-        found.grad(f"{loss}: closed-form dJ/dU", lambda X: (run(C, X)[0], closed(C, X)[2]), U)
-        found.grad(f"{loss}: engine dJ/dV (centre vectors)", lambda X: run(X, U)[:2], C)
-        found.grad(f"{loss}: engine dJ/dU", lambda X: run(C, X)[::2], U)
-        found.value(f"{loss}: engine dJ/dv_w for w != c", np.delete(run(C, U)[1], c, axis=0),
+        loss_of_C, loss_of_U = (lambda X, run=run: run(X, U)[0]), (lambda X, run=run: run(C, X)[0])
+        closed_loss, closed_grad_center, closed_grad_outside = closed(C, U)
+        engine_loss, engine_grad_center, engine_grad_outside = run(C, U)
+        found.value(f"{loss}: loss vs sum of pair losses", engine_loss, closed_loss)
+        found.grad(f"{loss}: closed-form dJ/dV (centre vectors)", loss_of_C, C, closed_grad_center)
+        found.grad(f"{loss}: closed-form dJ/dU", loss_of_U, U, closed_grad_outside)
+        found.grad(f"{loss}: engine dJ/dV (centre vectors)", loss_of_C, C, engine_grad_center)
+        found.grad(f"{loss}: engine dJ/dU", loss_of_U, U, engine_grad_outside)
+        found.value(f"{loss}: engine dJ/dv_w for w != c", np.delete(engine_grad_center, c, axis=0),
                     np.zeros((C.shape[0] - 1, C.shape[1])))
     return found.result("i_skipgram_window", engine.name, inputs.name, tol)
 
