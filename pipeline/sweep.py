@@ -32,13 +32,20 @@ log = logging.getLogger(__name__)
 SWEEP_FILE_VARIABLE = "W2V_SWEEP_FILE"
 
 
-def expand_sweep(overrides: list[str]) -> list[list[str]]:
-    """The override list of every job of a basic-sweeper multirun, in launch order."""
+def expand_sweep(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
+    """(the override list of every job of a basic-sweeper multirun in launch order, the swept keys)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
-    return BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
+    swept = [o.get_key_element() for o in parsed if o.is_sweep_override()]
+    return BasicSweeper.split_arguments(parsed, max_batch_size=None)[0], swept
+
+
+def swept_part(overrides: list[str], swept_keys: list[str]) -> list[str]:
+    """The overrides of a job that vary across the sweep (all of them when none is known)."""
+    part = [o for o in overrides if o.split("=", 1)[0] in swept_keys]
+    return part or overrides
 
 
 def _job_key(overrides: list[str]) -> str:
@@ -68,6 +75,7 @@ class SweepCallback(Callback):
         self.sweep_file: Path | None = None
         self.parents: dict[str, str] = {}
         self.expected: dict[str, int] = {}
+        self.swept_keys: list[str] = []
         self.closed = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
@@ -79,7 +87,7 @@ class SweepCallback(Callback):
         from pipeline.config import validate
 
         arguments = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
-        jobs = expand_sweep(arguments + list(config.hydra.overrides.task))
+        jobs, self.swept_keys = expand_sweep(arguments + list(config.hydra.overrides.task))
         job_configs = []
         for overrides in jobs:
             job_cfg = compose(config_name=kwargs.get("config_name") or "config", overrides=overrides)
@@ -94,7 +102,7 @@ class SweepCallback(Callback):
         if skipped:
             log.info("naive_softmax does not use train.K: skipping %d duplicate job(s), running %d of %d: %s",
                      len(skipped), len(jobs) - len(skipped), len(jobs),
-                     "; ".join(" ".join(jobs[i]) for i in skipped))
+                     "; ".join(" ".join(swept_part(jobs[i], self.swept_keys)) for i in skipped))
 
         self._open_parent_runs(config, jobs, job_configs, set(skipped))
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
@@ -104,6 +112,7 @@ class SweepCallback(Callback):
 
         atomic_write_text(self.sweep_file, json.dumps({
             "parent_run_ids": self.parents,
+            "swept_keys": self.swept_keys,
             "skip": [_job_key(jobs[i]) for i in skipped],
         }, indent=2))
         os.environ[SWEEP_FILE_VARIABLE] = str(self.sweep_file)
@@ -113,7 +122,7 @@ class SweepCallback(Callback):
         from pipeline import tracking
 
         client = tracking.client()
-        sweep_overrides = " ".join(config.hydra.overrides.task)
+        sweep_overrides = " ".join(o for o in config.hydra.overrides.task if o.split("=", 1)[0] in self.swept_keys)
         tags = tracking.run_tags(list(config.hydra.overrides.task))
         tags.update({"sweep": "parent", "sweep_dir": str(Path(str(config.hydra.sweep.dir)).resolve())})
         for i, job_cfg in enumerate(job_configs):
@@ -126,7 +135,8 @@ class SweepCallback(Callback):
             self.parents[experiment] = run.info.run_id
             tracking.log_params(client, run.info.run_id, {
                 "sweep.jobs": str(self.expected[experiment]),
-                **{f"sweep.{o.split('=', 1)[0]}": o.split("=", 1)[1] for o in config.hydra.overrides.task if "=" in o},
+                **{f"sweep.{o.split('=', 1)[0]}": o.split("=", 1)[1] for o in config.hydra.overrides.task
+                   if o.split("=", 1)[0] in self.swept_keys},
             })
             log.info("MLflow parent run %s in experiment %r (%s)", run.info.run_id, experiment, tracking.tracking_uri())
 
@@ -164,11 +174,13 @@ class SweepCallback(Callback):
         return failures
 
 
-def job_context(experiment: str) -> tuple[str | None, bool]:
-    """For a job of a multirun: (parent run id or None, whether this job is a skipped duplicate)."""
-    path = os.environ.get(SWEEP_FILE_VARIABLE)
-    if not path or not HydraConfig.initialized() or not Path(path).is_file():
-        return None, False
-    sweep = json.loads(Path(path).read_text(encoding="utf-8"))
+def job_context(experiment: str) -> tuple[str | None, bool, str]:
+    """For a job of a multirun: (parent run id or None, whether this job is a skipped duplicate,
+    a run name made of the job's swept overrides)."""
     overrides = list(HydraConfig.get().overrides.task)
-    return sweep["parent_run_ids"].get(experiment), _job_key(overrides) in set(sweep["skip"])
+    path = os.environ.get(SWEEP_FILE_VARIABLE)
+    if not path or not Path(path).is_file():
+        return None, False, ",".join(overrides)
+    sweep = json.loads(Path(path).read_text(encoding="utf-8"))
+    return (sweep["parent_run_ids"].get(experiment), _job_key(overrides) in set(sweep["skip"]),
+            ",".join(swept_part(overrides, sweep["swept_keys"])))

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILES = ("vectors.txt", "vectors.npy", "vocab.txt", "outside_vectors.npy", "loss.png",
                "word_vectors.png", "config.yaml")
+RUN_FILE = "mlflow_run.json"  # in the checkpoint folder: the run to resume into
 PROGRESS_LINES = 10  # plain log lines per run when no terminal shows a progress bar
 
 
@@ -53,6 +54,7 @@ class Job:
     multirun: bool
     parent_run_id: str | None
     skipped: bool              # a naive-softmax duplicate of another job of the sweep
+    run_name: str | None       # MLflow run name (None: MLflow's own, or the DVC experiment name)
     progress_bar: bool
 
 
@@ -60,16 +62,16 @@ def describe_job(cfg: DictConfig) -> Job:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir).resolve()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    parent_run_id, skipped = None, False
+    parent_run_id, skipped, run_name = None, False, None
     if multirun:
         from pipeline.sweep import job_context
 
-        parent_run_id, skipped = job_context(cfg.mlflow.experiment)
+        parent_run_id, skipped, run_name = job_context(cfg.mlflow.experiment)
     # the stage runs with hydra.run.dir=. in the project root (dvc.yaml); DVC_STAGE names it
     dvc_stage = not multirun and output_dir == PROJECT_ROOT.resolve()
     parallel = multirun and "basic" not in str(hydra_cfg.launcher.get("_target_", "basic")).lower()
     return Job(dvc_stage=dvc_stage, output_dir=output_dir, overrides=list(hydra_cfg.overrides.task),
-               multirun=multirun, parent_run_id=parent_run_id, skipped=skipped,
+               multirun=multirun, parent_run_id=parent_run_id, skipped=skipped, run_name=run_name,
                progress_bar=sys.stderr.isatty() and not parallel)
 
 
@@ -121,7 +123,7 @@ class RunLogger:
         self.buffer.add(record.step, {"loss": record.loss, "loss_smoothed": record.loss_smoothed,
                                       "lr": record.lr, "windows_per_second": record.windows_per_second})
         if self.report_every and record.step >= self.next_report:
-            log.info("iteration %d/%d  loss_smoothed %.4f  lr %.4g  %.0f windows/s", record.step,
+            log.info("iteration %d/%d  loss_smoothed %.4g  lr %.4g  %.0f windows/s", record.step,
                      self.iterations, record.loss_smoothed, record.lr, record.windows_per_second)
             self.next_report += self.report_every
 
@@ -151,8 +153,10 @@ def open_run(client, cfg: DictConfig, job: Job, checkpoint_dir: Path) -> tuple[s
     from w2v.checkpoint import clear_checkpoint, read_checkpoint_metadata
 
     experiment_id = tracking.get_or_create_experiment(client, cfg.mlflow.experiment)
-    metadata = read_checkpoint_metadata(checkpoint_dir) or {}
-    run_id = metadata.get("mlflow_run_id")
+    run_file = checkpoint_dir / RUN_FILE
+    run_id = (read_checkpoint_metadata(checkpoint_dir) or {}).get("mlflow_run_id")
+    if not run_id and run_file.is_file():  # killed before the first checkpoint
+        run_id = json.loads(run_file.read_text(encoding="utf-8")).get("mlflow_run_id")
     if run_id:
         try:
             run = client.get_run(run_id)
@@ -167,16 +171,17 @@ def open_run(client, cfg: DictConfig, job: Job, checkpoint_dir: Path) -> tuple[s
             return run_id, True
         log.info("the checkpoint in %s belongs to MLflow run %s, which this store (experiment %r) cannot "
                  "continue: starting over", checkpoint_dir, run_id, cfg.mlflow.experiment)
+        run_file.unlink(missing_ok=True)
         clear_checkpoint(checkpoint_dir)
 
     tags = tracking.run_tags(job.overrides)
     if job.parent_run_id:
         tags.update(tracking.parent_tag(job.parent_run_id))
-    name = ",".join(job.overrides) if job.multirun else None
-    if job.dvc_stage and tags.get("dvc_experiment"):
-        name = tags["dvc_experiment"]
+    name = job.run_name or tags.get("dvc_experiment")
     run = tracking.with_retries(client.create_run, experiment_id, tags=tags, run_name=name and name[:250])
     tracking.log_params(client, run.info.run_id, tracking.flatten_config(cfg))
+    # the run id beside the checkpoints, so a kill even before the first checkpoint resumes this run
+    atomic_write_text(run_file, json.dumps({"mlflow_run_id": run.info.run_id}) + "\n")
     return run.info.run_id, False
 
 
@@ -237,6 +242,10 @@ def run_training(cfg: DictConfig, job: Job) -> dict:
             result = train(corpus, config, checkpoint_dir=checkpoint_dir, hooks=hooks_for(run_logger),
                            metadata={"mlflow_run_id": run_id}, progress=job.progress_bar)
             buffer.flush()
+        except ValueError as error:  # e.g. an unreadable checkpoint; the message says what to do
+            buffer.flush()
+            mark_failed(client, run_id, str(error))
+            raise StageError(str(error)) from None
         except DivergenceError as error:
             buffer.flush()
             reason = f"diverged at iteration {error.step}: loss {error.loss}"
@@ -287,6 +296,7 @@ def run_training(cfg: DictConfig, job: Job) -> dict:
 
             evaluate_model_dir(cfg, model_dir, run_id)
         tracking.with_retries(client.set_terminated, run_id, status="FINISHED")
+        (checkpoint_dir / RUN_FILE).unlink(missing_ok=True)
         clear_checkpoint(checkpoint_dir)
     return {"run_id": run_id, **final_metrics}
 
