@@ -90,8 +90,12 @@ class _Tokenizer:
         if text.endswith("\n"):
             text = text[:-1]
         lines = pc.split_pattern(pa.array([text], pa.large_string()), pattern="\n").flatten()
+        # Arrow yields "" for leading/trailing whitespace and blank lines; Python's split() does not.
+        lines = pc.utf8_trim_whitespace(lines)
+        lines = pc.if_else(pc.equal(lines, ""), pa.scalar(None, lines.type), lines)
         words = pc.utf8_split_whitespace(lines)
-        return words.flatten(), pc.list_value_length(words).to_numpy(zero_copy_only=False).astype(np.int64)
+        lengths = pc.fill_null(pc.list_value_length(words), 0)
+        return words.flatten(), lengths.to_numpy(zero_copy_only=False).astype(np.int64)
 
     def add(self, words: pa.Array, lengths: np.ndarray) -> None:
         """Append a chunk's sentences: `words` (n,) strings, `lengths` (s,) words per sentence."""
