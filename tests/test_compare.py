@@ -75,7 +75,7 @@ def test_sweep_table_ranked_with_swept_params_and_seed_groups(store, tmp_path):
     assert list(groups["std"]) == pytest.approx([0.05, 0.02])  # sample standard deviation over 3 seeds
     report = (out / "runs.md").read_text()
     assert "0.2500 ± 0.0500" in report and "0.1200 ± 0.0200" in report
-    header = next(line for line in report.splitlines() if "rank" in line)
+    header = next(line for line in report.splitlines() if line.startswith("|") and "rank" in line)
     assert [cell.strip() for cell in header.strip("|").split("|")][:5] == ["rank", "run", "run_id", "train.dim", "train.seed"]
 
 
