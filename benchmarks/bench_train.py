@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from w2v.corpus import load_corpus
 from w2v.engines import ENGINES
@@ -77,6 +78,7 @@ def main():
     parser.add_argument("--full-naive", action="store_true", help="also run naive softmax 40k")
     args = parser.parse_args()
     quick = args.quick
+    threadpool_limits(limits=1, user_api="blas")  # as w2v.trainer.train does
 
     corpus, source = load()
     tokens, offsets = corpus.training_sentences()

@@ -88,6 +88,18 @@ def test_batched_gradient_matches_finite_differences(loss):
     assert result.passed, result
 
 
+def test_vectorised_exp_matches_numpy():
+    x = np.concatenate([np.linspace(-80, 0, 20001), -np.abs(np.random.default_rng(0).normal(size=5000)) * 30])
+    row, powers = x.copy(), np.empty_like(x)
+    total = batched._exp_shifted(row, 0.0, powers)
+    np.testing.assert_allclose(row, np.exp(x), rtol=5e-15, atol=0)
+    assert total == pytest.approx(np.exp(x).sum(), rel=1e-14)
+    row = np.array([1000.0, 990.0, -1e6])  # shifted by the maximum: no overflow, tiny not NaN
+    batched._exp_shifted(row, 1000.0, np.empty(3))
+    np.testing.assert_allclose(row[:2], [1.0, np.exp(-10.0)], rtol=2e-15)
+    assert 0 <= row[2] < 1e-300
+
+
 def small_corpus(seed=0, sentences=120, vocab=40):
     rng = np.random.default_rng(seed)
     zipf = 1.0 / np.arange(1, vocab + 1)

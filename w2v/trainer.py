@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from w2v.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from w2v.engines import ENGINES
@@ -215,6 +216,9 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
     stepper = ENGINES[config.engine].Stepper(pool, table, center_vectors, outside_vectors,
                                              config.loss, config.window, config.K, config.batch_size)
     bar = _progress_bar(config, step, progress)
+    # BLAS (naive softmax's products) on one thread: the (50, V) x (V, 10) products gain nothing
+    # from a second thread on a shared machine, and one thread keeps the results bit-reproducible
+    blas_threads = threadpool_limits(limits=config.threads, user_api="blas")
     start = last_log_time = time.perf_counter()
     last_log_step = step
     try:
@@ -244,6 +248,7 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
                     step, lr, loss_smoothed, rng.bit_generator.state, center_vectors,
                     outside_vectors, fingerprint, metadata))
     finally:
+        blas_threads.restore_original_limits()
         if bar is not None:
             bar.close()
     train_seconds = time.perf_counter() - start
