@@ -13,6 +13,7 @@ status 1 when any check fails, so the train stage, which depends on the report, 
 wrong gradients.
 """
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,24 +48,29 @@ def check_inputs(words: Sequence[str], seed: int = 0) -> list[derivations.CheckI
             derivations.vocabulary_inputs(words, dim=VOCABULARY_DIM, K=K, seed=seed)]
 
 
-def write_reports(results, reports_dir: Path, tol: float, vocabulary_source: str) -> None:
-    """reports_dir/gradcheck.json (metrics) and reports_dir/gradcheck.md (table), each atomically."""
+def write_reports(results, reports_dir: Path, tol: float, inputs_text: str) -> None:
+    """reports_dir/gradcheck.json (metrics) and reports_dir/gradcheck.md (table), each atomically.
+
+    A non-finite error (a NaN gradient, an engine that raised) is written as null: strict JSON."""
     checks = {}
     for r in results:
         entry = checks.setdefault(r.check, {"max_rel_error": 0.0, "passed": True})
         entry["max_rel_error"] = max(entry["max_rel_error"], r.max_rel_error)
         entry["passed"] = entry["passed"] and r.passed
+    for entry in checks.values():
+        entry["max_rel_error"] = _finite_or_none(entry["max_rel_error"])
     passed = all(r.passed for r in results)
     report = {
         "passed": passed,
         "failed": sum(not r.passed for r in results),
-        "max_rel_error": max(r.max_rel_error for r in results),
+        "max_rel_error": _finite_or_none(max(r.max_rel_error for r in results)),
         "tolerance": tol,
         "checks": checks,
-        "runs": {f"{r.check}/{r.engine}/{r.inputs}": {"max_rel_error": r.max_rel_error, "passed": r.passed}
+        "runs": {f"{r.check}/{r.engine}/{r.inputs}": {"max_rel_error": _finite_or_none(r.max_rel_error),
+                                                       "passed": r.passed}
                  for r in results},
     }
-    atomic_write_text(reports_dir / "gradcheck.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(reports_dir / "gradcheck.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
 
     status = "All checks passed" if passed else f"{report['failed']} of {len(results)} checks FAILED"
     lines = [
@@ -72,8 +78,7 @@ def write_reports(results, reports_dir: Path, tol: float, vocabulary_source: str
         "",
         f"Every derivation of docs/derivations.md against centred finite differences (h = 1e-4); "
         f"relative error |a - b| / max(1, |a|, |b|), tolerance {tol:g}. "
-        f"Inputs: `random` (synthetic vocabulary of 12 words, d = 4, K = 5) and `vocabulary` "
-        f"({vocabulary_source}, d = {VOCABULARY_DIM}).",
+        f"Inputs: {inputs_text}.",
         "",
         f"**{status}.**",
         "",
@@ -82,8 +87,16 @@ def write_reports(results, reports_dir: Path, tol: float, vocabulary_source: str
     ]
     for r in results:
         lines.append(f"| `{r.check}` | {derivations.DESCRIPTIONS[r.check]} | {r.engine} | {r.inputs} | "
-                     f"{r.max_rel_error:.2e} | {'yes' if r.passed else '**NO**'} | {r.worst} |")
+                     f"{r.max_rel_error:.2e} | {'yes' if r.passed else '**NO**'} | {_table_cell(r.worst)} |")
     atomic_write_text(reports_dir / "gradcheck.md", "\n".join(lines) + "\n")
+
+
+def _table_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def run_gradcheck(words: Sequence[str], reports_dir: Path, tol: float = derivations.DEFAULT_TOL,
@@ -92,8 +105,13 @@ def run_gradcheck(words: Sequence[str], reports_dir: Path, tol: float = derivati
     """Run every check on `engines` (default: per-pair and batched), write both reports and print
     a summary; raise StageError (after writing the reports) when any check fails."""
     engines = derivations.default_engines() if engines is None else engines
-    results = derivations.run_all_checks(check_inputs(words), engines, tol)
-    write_reports(results, reports_dir, tol, vocabulary_source)
+    input_sets = check_inputs(words)
+    results = derivations.run_all_checks(input_sets, engines, tol)
+    random_set, vocabulary_set = input_sets
+    inputs_text = (f"`random` (a synthetic vocabulary of {len(random_set.words)} words, d = {random_set.dim}, "
+                   f"K = {random_set.K}) and `vocabulary` ({vocabulary_source}, d = {vocabulary_set.dim}, "
+                   f"K = {vocabulary_set.K})")
+    write_reports(results, reports_dir, tol, inputs_text)
     failed = [r for r in results if not r.passed]
     worst = max(results, key=lambda r: r.max_rel_error)
     print(f"gradcheck: {len(derivations.CHECK_NAMES)} checks on engines "

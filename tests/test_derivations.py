@@ -158,3 +158,14 @@ def test_bad_check_inputs(words, K, argument):
 def test_tolerance_must_be_positive():
     with pytest.raises(ValueError, match="^tol"):
         run_all_checks([random_inputs()], [per_pair_engine()], tol=0.0)
+
+
+def test_engine_that_raises_fails_its_checks_with_the_error():
+    def crashes(*args):
+        raise RuntimeError("kernel crashed")
+
+    engine = dataclasses.replace(per_pair_engine(), neg_sampling=crashes)
+    results = run_all_checks([random_inputs()], [engine])
+    failed = [r for r in results if not r.passed]
+    assert {r.check for r in failed} == {"g_neg_sampling_distinct", "h_neg_sampling_repeated"}
+    assert all(r.worst == "raised RuntimeError: kernel crashed" and r.max_rel_error == np.inf for r in failed)

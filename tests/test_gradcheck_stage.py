@@ -96,3 +96,22 @@ def test_broken_gradient_fails_the_stage_and_is_named_in_the_report(processed_di
     assert report["checks"]["h_neg_sampling_repeated"]["passed"] is False
     assert report["checks"]["g_neg_sampling_distinct"]["passed"] is True
     assert "FAILED h_neg_sampling_repeated [per_pair, random]" in capsys.readouterr().out
+
+
+def test_engine_that_raises_is_reported_as_failed_in_strict_json(processed_dir, tmp_path):
+    _, words = processed_dir
+
+    def crashes(*args):
+        raise RuntimeError("kernel crashed")
+
+    broken = dataclasses.replace(derivations.per_pair_engine(), naive_softmax=crashes)
+    with pytest.raises(StageError):
+        run_gradcheck(words[:50], tmp_path, engines=[broken])
+
+    def reject(constant):
+        raise AssertionError(f"{constant} is not valid JSON")
+
+    report = json.loads((tmp_path / "gradcheck.json").read_text(), parse_constant=reject)
+    assert report["checks"]["b_softmax_grad_center"] == {"max_rel_error": None, "passed": False}
+    assert report["max_rel_error"] is None
+    assert "raised RuntimeError: kernel crashed" in (tmp_path / "gradcheck.md").read_text()

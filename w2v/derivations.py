@@ -442,7 +442,8 @@ CHECK_NAMES = sorted([*ENGINE_CHECKS, *ACTIVATION_CHECKS])
 def run_all_checks(input_sets: Sequence[CheckInputs], engines: Sequence[Engine],
                    tol: float = DEFAULT_TOL) -> list[CheckResult]:
     """Every check (a)-(i): engine checks on every engine and input set, (e) and (f) once
-    (seeded by the first input set). Results in check order."""
+    (seeded by the first input set). Results in check order. A check whose engine raises is a
+    failed result naming the error."""
     if not input_sets:
         raise ValueError("input_sets: empty; give at least one CheckInputs")
     if not tol > 0:
@@ -450,12 +451,22 @@ def run_all_checks(input_sets: Sequence[CheckInputs], engines: Sequence[Engine],
     results = []
     for name in CHECK_NAMES:
         if name in ACTIVATION_CHECKS:
-            results.append(ACTIVATION_CHECKS[name](input_sets[0].seed, tol))
+            results.append(_guarded(name, "activations", "random",
+                                    lambda: ACTIVATION_CHECKS[name](input_sets[0].seed, tol)))
             continue
         for engine in engines:
             for inputs in input_sets:
-                results.append(ENGINE_CHECKS[name](engine, inputs, tol))
+                results.append(_guarded(name, engine.name, inputs.name,
+                                        lambda: ENGINE_CHECKS[name](engine, inputs, tol)))
     return results
+
+
+def _guarded(check, engine, inputs, run):
+    """An engine that raises fails its check (with the error as the reason) instead of ending the run."""
+    try:
+        return run()
+    except Exception as error:  # noqa: BLE001 - reported in the result, nothing is hidden
+        return CheckResult(check, engine, inputs, np.inf, False, f"raised {type(error).__name__}: {error}")
 
 
 __all__ = ["ACTIVATION_CHECKS", "CHECK_NAMES", "CheckInputs", "CheckResult", "DESCRIPTIONS",
