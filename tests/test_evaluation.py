@@ -78,6 +78,22 @@ def test_similarity_on_own_pairs_file_is_case_insensitive(tmp_path):
     assert result.oov_share == pytest.approx(0.25)
 
 
+def test_one_covered_pair_has_no_rank_correlation_but_is_counted(tmp_path):
+    vectors = load_vectors(write_word2vec(tmp_path / "v.txt", {"war": [1.0, 0.0], "troops": [0.6, 0.8], "xyzzy": [0.0, 1.0]}))
+    result = word_similarity(vectors, "wordsim353.tsv")
+    assert (result.pairs, result.covered) == (353, 1)
+    assert math.isnan(result.spearman) and result.oov_share == pytest.approx(352 / 353)
+
+
+def test_invalid_lines_of_a_pairs_file_are_not_counted(tmp_path):
+    vectors = load_vectors(write_word2vec(tmp_path / "v.txt", pair_vectors([(("a", "b"), 0.2), (("c", "d"), 0.6)], dim=4)))
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("a\tb\t1.0\nc\td\tmany\nc\td\t2.0\na b 3.0\n", encoding="utf-8")
+    result = word_similarity(vectors, str(pairs))
+    assert (result.pairs, result.covered) == (2, 2)
+    assert result.spearman == pytest.approx(1.0)
+
+
 def test_no_covered_pair_gives_nan_and_full_oov_share_not_an_error(tmp_path):
     vectors = load_vectors(write_word2vec(tmp_path / "v.txt", {"xyzzy": [1.0, 0.0], "plugh": [0.0, 1.0]}))
     result = word_similarity(vectors, "wordsim353.tsv")

@@ -126,33 +126,49 @@ class AnalogyResult:
         return (self.questions - self.covered) / self.questions if self.questions else math.nan
 
 
-def _count_rows(path: str, fields: int, comment: str) -> int:
-    """Number of benchmark lines with `fields` whitespace-separated fields, as gensim reads them."""
+def _count_questions(path: str) -> int:
+    """Number of "a b c d" lines of an analogy file (": section" lines are headers), as gensim reads them."""
     with open(path, encoding="utf-8") as lines:
-        return sum(1 for line in lines if not line.startswith(comment) and len(line.split()) == fields)
+        return sum(1 for line in lines if not line.startswith(":") and len(line.split()) == 4)
+
+
+def _pair_coverage(vectors: KeyedVectors, path: str) -> tuple[int, int]:
+    """(pairs in the file, pairs with both words in the vocabulary), read as gensim reads them:
+    tab-separated "word1 word2 score" lines, '#' comments, case-insensitive."""
+    vocabulary = {word.upper() for word in vectors.index_to_key}
+    pairs = covered = 0
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            fields = line.split("\t")
+            if line.startswith("#") or len(fields) != 3:
+                continue
+            try:
+                float(fields[2])
+            except ValueError:
+                continue
+            pairs += 1
+            covered += fields[0].upper() in vocabulary and fields[1].upper() in vocabulary
+    return pairs, covered
 
 
 def word_similarity(vectors: KeyedVectors, pairs_file: str = WORDSIM353) -> SimilarityResult:
     """Spearman correlation on a word-pair benchmark (a file name in gensim's test data, or a path).
 
-    Uses gensim's `evaluate_word_pairs` (tab-separated "word1 word2 score", '#' comments).
+    Uses gensim's `evaluate_word_pairs`; a rank correlation needs at least 2 covered pairs.
     """
     path = pairs_file if Path(pairs_file).is_file() else datapath(pairs_file)
-    pairs = _count_rows(path, fields=3, comment="#")
+    pairs, covered = _pair_coverage(vectors, path)
+    if covered < 2:
+        return SimilarityResult(spearman=math.nan, pairs=pairs, covered=covered)
     with _quiet_gensim():
-        try:
-            _, spearman, oov_percent = vectors.evaluate_word_pairs(path)
-        except ValueError:  # gensim's answer when no pair is covered
-            return SimilarityResult(spearman=math.nan, pairs=pairs, covered=0)
-    covered = pairs - round(oov_percent / 100 * pairs)
-    rho = float(spearman[0]) if covered >= 2 else math.nan
-    return SimilarityResult(spearman=rho, pairs=pairs, covered=covered)
+        _, spearman, _ = vectors.evaluate_word_pairs(path)
+    return SimilarityResult(spearman=float(spearman[0]), pairs=pairs, covered=covered)
 
 
 def word_analogies(vectors: KeyedVectors, questions_file: str = GOOGLE_ANALOGIES) -> AnalogyResult:
     """Accuracy on an analogy benchmark (": section" headers, then "a b c d" lines) via gensim."""
     path = questions_file if Path(questions_file).is_file() else datapath(questions_file)
-    questions = _count_rows(path, fields=4, comment=":")
+    questions = _count_questions(path)
     with _quiet_gensim():
         _, sections = vectors.evaluate_word_analogies(path)
     total = sections[-1]  # gensim appends the "Total accuracy" section last
