@@ -273,6 +273,20 @@ def _draw(inputs: CheckInputs) -> _Draw:
                  outside, window_negatives)
 
 
+def _memoized(loss):
+    """loss(x) remembering its values: a check's second gradcheck of the same loss (engine gradient
+    after closed form) then reuses the finite-difference evaluations of the first."""
+    values = {}
+
+    def remembered(x):
+        key = (x.shape, x.tobytes())
+        if key not in values:
+            values[key] = loss(x)
+        return values[key]
+
+    return remembered
+
+
 def _with_row(U, w, u_w):
     U = U.copy()
     U[w] = u_w
@@ -296,7 +310,7 @@ def check_a_cross_entropy_is_softmax_loss(engine: Engine, inputs: CheckInputs, t
 def check_b_softmax_grad_center(engine: Engine, inputs: CheckInputs, tol=DEFAULT_TOL):
     """(b) dJ/dv_c = U^T (y_hat - y)."""
     draw, found = _draw(inputs), _Comparisons()
-    loss = lambda v: engine.naive_softmax(v, draw.o, draw.U)[0]
+    loss = _memoized(lambda v: engine.naive_softmax(v, draw.o, draw.U)[0])
     closed = lambda v: _softmax_closed_form(v, draw.o, draw.U)
     found.value("loss vs closed form", loss(draw.v_c), closed(draw.v_c)[0])
     found.grad("closed-form dJ/dv_c", loss, draw.v_c, closed(draw.v_c)[1])
@@ -317,7 +331,7 @@ def check_c_softmax_grad_outside_row(engine: Engine, inputs: CheckInputs, tol=DE
             value, _, grad_outside = engine.naive_softmax(draw.v_c, draw.o, _with_row(draw.U, w, u_w))
             return value, grad_outside[w]
 
-        loss = lambda u, engine_row=engine_row: engine_row(u)[0]
+        loss = _memoized(lambda u, engine_row=engine_row: engine_row(u)[0])
         found.grad(f"closed-form dJ/du_w, {which}", loss, draw.U[w], closed(draw.U[w]))
         found.grad(f"engine dJ/du_w, {which}", loss, draw.U[w], engine_row(draw.U[w])[1])
     return found.result("c_softmax_grad_outside_row", engine.name, inputs.name, tol)
@@ -326,7 +340,7 @@ def check_c_softmax_grad_outside_row(engine: Engine, inputs: CheckInputs, tol=DE
 def check_d_softmax_grad_outside_matrix(engine: Engine, inputs: CheckInputs, tol=DEFAULT_TOL):
     """(d) dJ/dU = (y_hat - y) v_c^T, over every entry of U."""
     draw, found = _draw(inputs), _Comparisons()
-    loss = lambda U: engine.naive_softmax(draw.v_c, draw.o, U)[0]
+    loss = _memoized(lambda U: engine.naive_softmax(draw.v_c, draw.o, U)[0])
     found.grad("closed-form dJ/dU", loss, draw.U, _softmax_closed_form(draw.v_c, draw.o, draw.U)[2])
     found.grad("engine dJ/dU", loss, draw.U, engine.naive_softmax(draw.v_c, draw.o, draw.U)[2])
     return found.result("d_softmax_grad_outside_matrix", engine.name, inputs.name, tol)
@@ -360,8 +374,8 @@ def _check_neg_sampling(name, negatives, engine, inputs, draw, tol):
     found = _Comparisons()
     v_c, o, U = draw.v_c, draw.o, draw.U
     run = lambda v, U: engine.neg_sampling(v, o, U, negatives)
-    loss_of_v = lambda v: run(v, U)[0]
-    loss_of_U = lambda W: run(v_c, W)[0]
+    loss_of_v = _memoized(lambda v: run(v, U)[0])
+    loss_of_U = _memoized(lambda W: run(v_c, W)[0])
     closed_loss, closed_grad_center, closed_grad_outside = _neg_sampling_closed_form(v_c, o, U, negatives)
     row_grad_center, row_grad_o, row_grad_k = _neg_sampling_rows(v_c, o, U, negatives)
     found.value("loss vs closed form", loss_of_v(v_c), closed_loss)
@@ -410,7 +424,8 @@ def check_i_skipgram_window(engine: Engine, inputs: CheckInputs, tol=DEFAULT_TOL
 
         run = lambda C, U, loss=loss, negatives=negatives: engine.window(words, C, U, c, outside, loss, negatives)
         C, U = draw.center_vectors, draw.U
-        loss_of_C, loss_of_U = (lambda X, run=run: run(X, U)[0]), (lambda X, run=run: run(C, X)[0])
+        loss_of_C = _memoized(lambda X, run=run: run(X, U)[0])
+        loss_of_U = _memoized(lambda X, run=run: run(C, X)[0])
         closed_loss, closed_grad_center, closed_grad_outside = closed(C, U)
         engine_loss, engine_grad_center, engine_grad_outside = run(C, U)
         found.value(f"{loss}: loss vs sum of pair losses", engine_loss, closed_loss)
