@@ -45,16 +45,20 @@ def test_stage_writes_reports_and_exits_zero(project_root, processed_dir, tmp_pa
     assert report["tolerance"] == 1e-5
     assert list(report["checks"]) == derivations.CHECK_NAMES
     assert all(entry["passed"] and entry["max_rel_error"] < 1e-6 for entry in report["checks"].values())
-    for check in derivations.ENGINE_CHECKS:
-        for engine in ("per_pair", "batched"):
-            for inputs in ("random", "vocabulary"):
-                assert report["runs"][f"{check}/{engine}/{inputs}"]["passed"] is True
+    assert set(report["engines"]) == {"per_pair", "batched", "activations"}
+    assert all(entry["passed"] for entry in report["engines"].values())
 
     table = (reports / "gradcheck.md").read_text()
     assert "**All checks passed.**" in table
-    assert f"first 50 words of {processed}" in table
-    rows = [line for line in table.splitlines() if line.startswith("| `")]
-    assert len(rows) == len(report["runs"]) == 30
+    assert f"first 50 words of {processed}, d = 10, K = 10" in table
+    cells = [line.strip("| ").split(" | ") for line in table.splitlines() if line.startswith("| `")]
+    rows = {(row[0].strip("`"), row[2], row[3], row[5]) for row in cells}  # check, engine, inputs, passed
+    assert len(cells) == 30
+    expected = {(check, engine, inputs, "yes") for check in derivations.ENGINE_CHECKS
+                for engine in ("per_pair", "batched") for inputs in ("random", "vocabulary")}
+    expected |= {("e_leaky_relu_derivative", "activations", "random", "yes"),
+                 ("f_sigmoid_derivative", "activations", "random", "yes")}
+    assert rows == expected
     assert sorted(p.name for p in reports.iterdir()) == ["gradcheck.json", "gradcheck.md"]  # no temp files
 
 
@@ -91,10 +95,10 @@ def test_broken_gradient_fails_the_stage_and_is_named_in_the_report(processed_di
     with pytest.raises(StageError, match="gradient checks failed"):
         run_gradcheck(words[:50], tmp_path, engines=[broken])
     report = json.loads((tmp_path / "gradcheck.json").read_text())
-    failed_runs = sorted(run for run, entry in report["runs"].items() if not entry["passed"])
-    assert failed_runs == ["h_neg_sampling_repeated/per_pair/random", "h_neg_sampling_repeated/per_pair/vocabulary"]
-    assert report["checks"]["h_neg_sampling_repeated"]["passed"] is False
-    assert report["checks"]["g_neg_sampling_distinct"]["passed"] is True
+    assert [check for check, entry in report["checks"].items() if not entry["passed"]] == ["h_neg_sampling_repeated"]
+    assert report["failed"] == 2  # random inputs and the vocabulary slice
+    assert report["engines"]["per_pair"]["passed"] is False
+    assert "| `h_neg_sampling_repeated` |" in (tmp_path / "gradcheck.md").read_text()
     assert "FAILED h_neg_sampling_repeated [per_pair, random]" in capsys.readouterr().out
 
 
