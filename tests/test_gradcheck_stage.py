@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.common import StageError
-from pipeline.gradcheck import run_gradcheck
+from pipeline.gradcheck import check_inputs, run_gradcheck, vocabulary_slice
 from w2v import derivations, losses
 from w2v.corpus import build_corpus, save_corpus
 
@@ -119,3 +119,12 @@ def test_engine_that_raises_is_reported_as_failed_in_strict_json(processed_dir, 
     assert report["checks"]["b_softmax_grad_center"] == {"max_rel_error": None, "passed": False}
     assert report["max_rel_error"] is None
     assert "raised RuntimeError: kernel crashed" in (tmp_path / "gradcheck.md").read_text()
+
+
+def test_vocabulary_slice_is_the_first_words_of_the_processed_corpus(processed_dir, tmp_path):
+    processed, words = processed_dir
+    assert vocabulary_slice(processed) == list(words[:50])
+    tiny = tmp_path / "tiny"
+    save_corpus(build_corpus([["a", "b", "a"]]), tiny)
+    with pytest.raises(StageError, match="at least 4"):
+        check_inputs(vocabulary_slice(tiny))
