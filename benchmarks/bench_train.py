@@ -46,7 +46,8 @@ def seconds_per_iteration(engine, corpus, pool, table, loss, iterations, repeats
     stepper = ENGINES[engine].Stepper(pool, table, center_vectors, outside_vectors, loss,
                                       CLASSIC.window, CLASSIC.K, CLASSIC.batch_size)
     rng = np.random.default_rng(1)
-    stepper.run(rng, CLASSIC.lr, 2)  # compile / load the kernels, warm the caches
+    stepper.run(rng, CLASSIC.lr, 2)  # compile / load the kernels (and numba's BLAS), warm caches
+    threadpool_limits(limits=1, user_api="blas")  # as w2v.trainer.train does
     times, cpu_times = [], []
     for _ in range(repeats):
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -78,7 +79,6 @@ def main():
     parser.add_argument("--full-naive", action="store_true", help="also run naive softmax 40k")
     args = parser.parse_args()
     quick = args.quick
-    threadpool_limits(limits=1, user_api="blas")  # as w2v.trainer.train does
 
     corpus, source = load()
     tokens, offsets = corpus.training_sentences()

@@ -168,3 +168,17 @@ def test_bad_engine_input(engine):
         engine.minibatch_loss_and_gradient(center_vectors, outside_vectors, batch, "hinge")
     with pytest.raises(ValueError, match="negatives"):
         engine.minibatch_loss_and_gradient(center_vectors, outside_vectors, batch, "neg_sampling")
+    bad = repeated_ids_batch(True)
+    bad.contexts[2, 3] = 7   # V = 7: out of range
+    with pytest.raises(ValueError, match="batch.contexts"):
+        engine.minibatch_loss_and_gradient(center_vectors, outside_vectors, bad, "naive_softmax")
+    bad = repeated_ids_batch(True)
+    bad.negatives[1, 1, 0] = -1   # a padding value inside the context
+    with pytest.raises(ValueError, match="batch.negatives"):
+        engine.minibatch_loss_and_gradient(center_vectors, outside_vectors, bad, "neg_sampling")
+    bad = repeated_ids_batch(True)
+    bad.context_lengths[0] = 0
+    with pytest.raises(ValueError, match="batch.context_lengths"):
+        engine.minibatch_loss_and_gradient(center_vectors, outside_vectors, bad, "neg_sampling")
+    with pytest.raises(ValueError, match="outside_vectors"):
+        engine.minibatch_loss_and_gradient(center_vectors, outside_vectors[:5], batch, "naive_softmax")

@@ -216,6 +216,36 @@ class Minibatch:
                    np.zeros(batch_size, np.int32),
                    np.full((batch_size, 2 * window, K), -1, np.int32) if K else None)
 
+    def checked(self, vocab_size, with_negatives) -> "Minibatch":
+        """This batch as contiguous int32 arrays, after checking shapes and ids (ValueError naming
+        the field): the kernels index with these ids unchecked."""
+        centers = np.ascontiguousarray(self.centers, np.int32)
+        contexts = np.ascontiguousarray(self.contexts, np.int32)
+        lengths = np.ascontiguousarray(self.context_lengths, np.int32)
+        batch_size = len(centers)
+        if centers.ndim != 1 or batch_size == 0:
+            raise ValueError(f"batch.centers: expected a non-empty (B,) array, got shape {centers.shape}")
+        if contexts.ndim != 2 or len(contexts) != batch_size or lengths.shape != (batch_size,):
+            raise ValueError(f"batch.contexts {contexts.shape} / batch.context_lengths {lengths.shape}: "
+                             f"expected (B, 2m) and (B,) with B = {batch_size}")
+        if lengths.min() < 1 or lengths.max() > contexts.shape[1]:
+            raise ValueError(f"batch.context_lengths: must lie in 1..{contexts.shape[1]}")
+        used = np.arange(contexts.shape[1]) < lengths[:, None]
+        for name, ids in (("centers", centers), ("contexts", contexts[used])):
+            if ids.min() < 0 or ids.max() >= vocab_size:
+                raise ValueError(f"batch.{name}: word ids must lie in 0..{vocab_size - 1}")
+        negatives = None
+        if with_negatives:
+            if self.negatives is None:
+                raise ValueError("batch.negatives: required for loss='neg_sampling'")
+            negatives = np.ascontiguousarray(self.negatives, np.int32)
+            if negatives.ndim != 3 or negatives.shape[:2] != contexts.shape or negatives.shape[2] < 1:
+                raise ValueError(f"batch.negatives: expected shape {contexts.shape + ('K',)} with "
+                                 f"K >= 1, got {negatives.shape}")
+            if negatives[used].min() < 0 or negatives[used].max() >= vocab_size:
+                raise ValueError(f"batch.negatives: word ids must lie in 0..{vocab_size - 1}")
+        return Minibatch(centers, contexts, lengths, negatives)
+
     def negatives_or_empty(self) -> np.ndarray:
         """The negatives, or a (B, 2m, 0) array for naive softmax (numba needs one array type)."""
         if self.negatives is not None:

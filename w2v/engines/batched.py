@@ -1,4 +1,4 @@
-"""The fast engine: one numba kernel for the whole minibatch, sparse row updates, fused sampling.
+"""The fast engine: numba kernels for the whole minibatch, sparse row updates, fused sampling.
 
 Notation (as the assignment): v_c = center_vectors[c], u_w = outside_vectors[w], U = outside_vectors.
 For one window with centre c and outside words o_1..o_n:
@@ -10,13 +10,17 @@ For one window with centre c and outside words o_1..o_n:
   J = sum_o (logsumexp(U v_c) - u_o.v_c); dJ/dv_c = U^T (n y_hat - sum_o y_o);
   dJ/dU = (n y_hat - sum_o y_o) v_c^T.
 
-`_minibatch_gradient` accumulates the batch-mean gradient into per-row buffers, recording which
-rows it touched, all from the parameters before the step (as the reference, which computes the
-whole batch's gradient, then steps). `minibatch_loss_and_gradient` (dense gradients, for the
-gradient checks and the engine-equivalence test) and `Stepper` (training) both call it, so the
-checks verify the code that trains. `Stepper.run` fuses sampling (w2v.sampling.fill_minibatch),
-gradient and update for many iterations in one call; an update then touches only the rows of the
-minibatch (for naive softmax: all outside rows, which all have a gradient).
+`_minibatch_gradient` computes, from the parameters before the step (as the reference, which
+computes the whole batch's gradient, then steps), the batch loss, each window's dJ/dv_c, and the
+gradient of U: for negative sampling as one coefficient g per (window, word) pair, dJ/du_w
+= sum of g v_c over the pairs of w, so no (V, d) buffer is touched; for naive softmax as a dense
+(V, d) matrix. `_scatter_gradient` then adds that same result either into zeroed dense (V, d)
+gradients (`minibatch_loss_and_gradient`, for the gradient checks and the engine-equivalence
+test) or, times -lr, into the parameters (training). So the checks verify the code that trains,
+and a step changes only the rows of the minibatch (for naive softmax: all outside rows, which
+all have a gradient), repeated ids accumulating.
+`Stepper.run` fuses sampling (w2v.sampling.fill_minibatch), gradient and step for many
+iterations in one call.
 
 Naive softmax computes the whole (B, V) score matrix with BLAS products (scores V_c U^T, then
 P U and P^T V_c for the gradients) and a vectorisable exp: measured here about 2x faster than a
@@ -42,63 +46,50 @@ def _log_sigmoid(x):
 
 
 @njit(cache=True)
-def _sigmoid_and_log_sigmoid(x):
-    """(s(x), 1 - s(x), log s(x)) from one exp, without overflow or cancellation for finite x."""
-    e = math.exp(-abs(x))
-    if x >= 0:
-        return 1.0 / (1.0 + e), e / (1.0 + e), -math.log1p(e)
-    return e / (1.0 + e), 1.0 / (1.0 + e), x - math.log1p(e)
+def _pair_word(contexts, negatives, b, j, k):
+    """Word of pair (j, k) of window b: k = 0 the outside word j, k >= 1 its (k-1)-th negative."""
+    return contexts[b, j] if k == 0 else negatives[b, j, k - 1]
 
 
 @njit(cache=True)
-def _touch(row, grad, marks, touched, n_touched):
-    """First gradient contribution to `row` in this batch: zero its buffer and record it."""
-    if marks[row] == 0:
-        marks[row] = 1
-        for i in range(grad.shape[1]):
-            grad[row, i] = 0.0
-        touched[n_touched] = row
-        return n_touched + 1
-    return n_touched
+def _neg_sampling_minibatch(center_vectors, outside_vectors, centers, contexts, context_lengths,
+                            negatives, pair_coef, grad_v_c_batch):
+    """Summed loss of the windows. pair_coef[b, j, k] = dJ/d(u_w.v_c) of pair (j, k) of window b
+    (s(z) - 1 for the outside word, s(z) for a negative), grad_v_c_batch[b] = dJ/dv_c of window b.
+    Buffers: pair_coef (B, 2m, K + 1), grad_v_c_batch (B, d).
 
-
-@njit(cache=True)
-def _neg_sampling_window(b, center_vectors, outside_vectors, centers, contexts, context_lengths,
-                         negatives, scale, grad_center, grad_outside, marks_o, touched_o, n_o,
-                         grad_v_c):
-    """Loss of window b; adds scale * its gradient into the buffers; returns (loss, n_o)."""
-    c = centers[b]
-    v_c = center_vectors[c]
-    d = v_c.shape[0]
-    for i in range(d):
-        grad_v_c[i] = 0.0
+    Each pair costs -log s(x), x = z for the outside word and -z for a negative; with
+    e = exp(-|x|) that is max(-x, 0) + log(1 + e), and 1 - s(x) = e/(1 + e) (x >= 0) or
+    1/(1 + e) (x < 0): one exp per pair, no overflow, and one log per window for the product
+    of the (1 + e) factors (each in [1, 2], so at most 2^(2m(K+1)), far from overflowing).
+    """
+    d = center_vectors.shape[1]
     loss = 0.0
-    for j in range(context_lengths[b]):
-        for k in range(-1, negatives.shape[2]):
-            if k < 0:  # the outside word itself: label 1
-                w = contexts[b, j]
-            else:  # a negative: label 0
-                w = negatives[b, j, k]
-            u_w = outside_vectors[w]
-            z = 0.0
-            for i in range(d):
-                z += u_w[i] * v_c[i]
-            if k < 0:  # -log s(z), gradient factor s(z) - 1
-                _, one_minus_sig, log_sig = _sigmoid_and_log_sigmoid(z)
-                loss -= log_sig
-                g = -one_minus_sig
-            else:  # -log s(-z) = -log(1 - s(z)), gradient factor s(z)
-                _, sig_z, log_sig = _sigmoid_and_log_sigmoid(-z)
-                loss -= log_sig
-                g = sig_z
-            n_o = _touch(w, grad_outside, marks_o, touched_o, n_o)
-            scaled_g = scale * g
-            for i in range(d):
-                grad_outside[w, i] += scaled_g * v_c[i]
-                grad_v_c[i] += g * u_w[i]
-    for i in range(d):
-        grad_center[c, i] += scale * grad_v_c[i]
-    return loss, n_o
+    for b in range(len(centers)):
+        v_c = center_vectors[centers[b]]
+        grad_v_c = grad_v_c_batch[b]
+        for i in range(d):
+            grad_v_c[i] = 0.0
+        product = 1.0
+        for j in range(context_lengths[b]):
+            for k in range(negatives.shape[2] + 1):
+                u_w = outside_vectors[_pair_word(contexts, negatives, b, j, k)]
+                z = 0.0
+                for i in range(d):
+                    z += u_w[i] * v_c[i]
+                x = z if k == 0 else -z
+                e = math.exp(-abs(x))
+                one_minus_sigmoid = e / (1.0 + e) if x >= 0 else 1.0 / (1.0 + e)
+                if x < 0:
+                    loss -= x
+                product *= 1.0 + e
+                # dJ/dz: s(z) - 1 for the outside word; s(z) = 1 - s(-z) for a negative
+                g = -one_minus_sigmoid if k == 0 else one_minus_sigmoid
+                pair_coef[b, j, k] = g
+                for i in range(d):
+                    grad_v_c[i] += g * u_w[i]
+        loss += math.log(product)
+    return loss
 
 
 @njit(cache=True)
@@ -148,20 +139,18 @@ def _exp_shifted(row, top, powers):
 
 @njit(cache=True)
 def _naive_softmax_minibatch(center_vectors, outside_vectors, centers, contexts, context_lengths,
-                             scale, grad_center, grad_outside, v_c_batch, probs, grad_v_c_batch,
-                             powers):
-    """Summed loss of the windows; adds scale * their gradient into grad_center and sets
-    grad_outside = scale * dJ/dU (every row has one). All outside words of a window share
-    y_hat = softmax(U v_c), so per window the coefficient row is n y_hat - sum_o y_o, and
-    the batch's three products are BLAS calls: scores V_c U^T (B, V), dJ/dV_c = P U (B, d),
+                             scale, grad_outside, v_c_batch, probs, grad_v_c_batch, powers):
+    """Summed loss of the windows; grad_v_c_batch[b] = dJ/dv_c of window b; grad_outside =
+    scale * dJ/dU of the batch (every row has one). All outside words of a window share
+    y_hat = softmax(U v_c), so per window the coefficient row is n y_hat - sum_o y_o, and the
+    batch's three products are BLAS calls: scores V_c U^T (B, V), dJ/dV_c = P U (B, d),
     dJ/dU = P^T V_c (V, d). Buffers: v_c_batch, grad_v_c_batch (B, d), probs (B, V), powers (V,).
     """
-    batch_size, d = v_c_batch.shape
-    for b in range(batch_size):
+    for b in range(len(centers)):
         v_c_batch[b, :] = center_vectors[centers[b]]
     np.dot(v_c_batch, outside_vectors.T, probs)
     loss = 0.0
-    for b in range(batch_size):
+    for b in range(len(centers)):
         row = probs[b]
         n = context_lengths[b]
         top = row.max()
@@ -177,66 +166,65 @@ def _naive_softmax_minibatch(center_vectors, outside_vectors, centers, contexts,
     np.dot(probs, outside_vectors, grad_v_c_batch)
     np.dot(probs.T, v_c_batch, grad_outside)
     for w in range(grad_outside.shape[0]):
-        for i in range(d):
+        for i in range(grad_outside.shape[1]):
             grad_outside[w, i] *= scale
-    for b in range(batch_size):
-        for i in range(d):
-            grad_center[centers[b], i] += scale * grad_v_c_batch[b, i]
     return loss
 
 
 @njit(cache=True)
 def _minibatch_gradient(center_vectors, outside_vectors, centers, contexts, context_lengths,
-                        negatives, naive, grad_center, grad_outside, marks_c, marks_o,
-                        touched_c, touched_o, grad_v_c, v_c_batch, probs, grad_v_c_batch, powers):
-    """Batch-mean loss; batch-mean gradient into the touched rows of grad_center/grad_outside.
-
-    Buffers (reused across calls): grad_* float64 (V, d); marks_* uint8 (V,) all 0 on entry,
-    1 for the touched rows on exit (the caller resets them); touched_c int64 (B,),
-    touched_o int64 (V,); grad_v_c float64 (d,); for naive softmax (else empty):
-    v_c_batch, grad_v_c_batch (B, d), probs (B, V), powers (V,).
-    Returns (loss, number of touched centre rows, number of touched outside rows); for naive
-    softmax every outside row is touched and listed in order.
-    """
-    batch_size = len(centers)
-    scale = 1.0 / batch_size
-    n_c = 0
-    n_o = 0
-    for b in range(batch_size):
-        n_c = _touch(centers[b], grad_center, marks_c, touched_c, n_c)
+                        negatives, naive, pair_coef, grad_v_c_batch, grad_outside, v_c_batch,
+                        probs, powers):
+    """Batch-mean loss of the minibatch, filling the gradient buffers (see the module docstring):
+    grad_v_c_batch (B, d) the per-window dJ/dv_c; negative sampling: pair_coef (B, 2m, K + 1);
+    naive softmax: grad_outside (V, d) = batch-mean dJ/dU, v_c_batch (B, d), probs (B, V),
+    powers (V,) scratch. The buffers a loss does not use may be empty."""
+    scale = 1.0 / len(centers)
     if naive:
-        for w in range(outside_vectors.shape[0]):
-            marks_o[w] = 1
-            touched_o[w] = w
         loss = _naive_softmax_minibatch(center_vectors, outside_vectors, centers, contexts,
-                                        context_lengths, scale, grad_center, grad_outside,
-                                        v_c_batch, probs, grad_v_c_batch, powers)
-        return loss * scale, n_c, outside_vectors.shape[0]
-    loss = 0.0
-    for b in range(batch_size):
-        window_loss, n_o = _neg_sampling_window(b, center_vectors, outside_vectors, centers,
-                                                contexts, context_lengths, negatives, scale,
-                                                grad_center, grad_outside, marks_o, touched_o,
-                                                n_o, grad_v_c)
-        loss += window_loss * scale
-    return loss, n_c, n_o
+                                        context_lengths, scale, grad_outside, v_c_batch, probs,
+                                        grad_v_c_batch, powers)
+    else:
+        loss = _neg_sampling_minibatch(center_vectors, outside_vectors, centers, contexts,
+                                       context_lengths, negatives, pair_coef, grad_v_c_batch)
+    return loss * scale
 
 
 @njit(cache=True)
-def _step_rows(vectors, grad, lr, touched, n_touched, marks):
-    """vectors[r] -= lr * grad[r] for the touched rows; clears their marks for the next batch."""
-    for t in range(n_touched):
-        r = touched[t]
-        for i in range(vectors.shape[1]):
-            vectors[r, i] -= lr * grad[r, i]
-        marks[r] = 0
+def _scatter_gradient(center_vectors, centers, contexts, context_lengths, negatives, naive,
+                      pair_coef, grad_v_c_batch, grad_outside, factor, center_out, outside_out):
+    """center_out[c] += factor * scale * dJ/dv_c and outside_out += factor * dJ/dU (batch means).
+
+    With factor = 1 and zeroed outputs: the dense gradients; with factor = -lr and the parameters
+    as outputs: the SGD step. The outside rows are updated first, reading the centre vectors
+    before their own update, so the step is the gradient of the parameters before it. For naive
+    softmax, outside_out is outside_out + factor * grad_outside over all rows.
+    """
+    scale = 1.0 / len(centers)
+    d = center_vectors.shape[1]
+    if naive:
+        for w in range(outside_out.shape[0]):
+            for i in range(d):
+                outside_out[w, i] += factor * grad_outside[w, i]
+    else:
+        for b in range(len(centers)):
+            v_c = center_vectors[centers[b]]
+            for j in range(context_lengths[b]):
+                for k in range(negatives.shape[2] + 1):
+                    u_out = outside_out[_pair_word(contexts, negatives, b, j, k)]
+                    step = factor * scale * pair_coef[b, j, k]
+                    for i in range(d):
+                        u_out[i] += step * v_c[i]
+    for b in range(len(centers)):
+        v_out = center_out[centers[b]]
+        for i in range(d):
+            v_out[i] += factor * scale * grad_v_c_batch[b, i]
 
 
 @njit(cache=True)
 def _train_steps(rng, pool_tokens, pool_offsets, window, prob, alias, naive, center_vectors,
                  outside_vectors, lr, losses, centers, contexts, context_lengths, negatives,
-                 grad_center, grad_outside, marks_c, marks_o, touched_c, touched_o, grad_v_c,
-                 v_c_batch, probs, grad_v_c_batch, powers):
+                 pair_coef, grad_v_c_batch, grad_outside, v_c_batch, probs, powers):
     """len(losses) SGD iterations: sample a minibatch, gradient, step; losses[t] = batch loss.
 
     Stops after the first non-finite loss (without stepping) and returns the number of
@@ -245,44 +233,48 @@ def _train_steps(rng, pool_tokens, pool_offsets, window, prob, alias, naive, cen
     for t in range(len(losses)):
         fill_minibatch(rng, pool_tokens, pool_offsets, window, prob, alias,
                        centers, contexts, context_lengths, negatives)
-        loss, n_c, n_o = _minibatch_gradient(center_vectors, outside_vectors, centers, contexts,
-                                             context_lengths, negatives, naive, grad_center,
-                                             grad_outside, marks_c, marks_o, touched_c, touched_o,
-                                             grad_v_c, v_c_batch, probs, grad_v_c_batch, powers)
+        loss = _minibatch_gradient(center_vectors, outside_vectors, centers, contexts,
+                                   context_lengths, negatives, naive, pair_coef, grad_v_c_batch,
+                                   grad_outside, v_c_batch, probs, powers)
         losses[t] = loss
         if not math.isfinite(loss):
             return t + 1
-        _step_rows(center_vectors, grad_center, lr, touched_c, n_c, marks_c)
-        _step_rows(outside_vectors, grad_outside, lr, touched_o, n_o, marks_o)
+        # SGD: the parameters are the outputs of the scatter, with factor -lr
+        _scatter_gradient(center_vectors, centers, contexts, context_lengths, negatives, naive,
+                          pair_coef, grad_v_c_batch, grad_outside, -lr, center_vectors,
+                          outside_vectors)
     return len(losses)
 
 
 class _Buffers:
-    """Per-row gradient buffers and bookkeeping reused by every minibatch (no per-call allocation)."""
+    """Gradient buffers reused by every minibatch (no per-iteration allocation)."""
 
-    def __init__(self, vocab_size, dim, batch_size, naive):
-        self.grad_center = np.zeros((vocab_size, dim))
-        self.grad_outside = np.zeros((vocab_size, dim))
-        self.marks_c = np.zeros(vocab_size, np.uint8)
-        self.marks_o = np.zeros(vocab_size, np.uint8)
-        self.touched_c = np.zeros(batch_size, np.int64)
-        self.touched_o = np.zeros(vocab_size, np.int64)
-        self.grad_v_c = np.zeros(dim)
+    def __init__(self, vocab_size, dim, batch_size, contexts_per_window, K, naive):
+        self.pair_coef = np.zeros((batch_size, contexts_per_window, 0 if naive else K + 1))
+        self.grad_v_c_batch = np.zeros((batch_size, dim))
         rows, columns = (batch_size, vocab_size) if naive else (0, 0)
+        self.grad_outside = np.zeros((columns, dim))
         self.v_c_batch = np.zeros((rows, dim))
         self.probs = np.zeros((rows, columns))
-        self.grad_v_c_batch = np.zeros((rows, dim))
         self.powers = np.zeros(columns)
 
     def args(self):
-        return (self.grad_center, self.grad_outside, self.marks_c, self.marks_o, self.touched_c,
-                self.touched_o, self.grad_v_c, self.v_c_batch, self.probs, self.grad_v_c_batch,
-                self.powers)
+        return (self.pair_coef, self.grad_v_c_batch, self.grad_outside, self.v_c_batch,
+                self.probs, self.powers)
 
 
 def _check_loss(loss):
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def _checked_vectors(center_vectors, outside_vectors):
+    center_vectors = np.ascontiguousarray(center_vectors, dtype=np.float64)
+    outside_vectors = np.ascontiguousarray(outside_vectors, dtype=np.float64)
+    if center_vectors.ndim != 2 or center_vectors.shape != outside_vectors.shape:
+        raise ValueError(f"center_vectors {center_vectors.shape} and outside_vectors "
+                         f"{outside_vectors.shape} must both be (V, d)")
+    return center_vectors, outside_vectors
 
 
 def minibatch_loss_and_gradient(center_vectors, outside_vectors, batch: Minibatch, loss):
@@ -292,18 +284,20 @@ def minibatch_loss_and_gradient(center_vectors, outside_vectors, batch: Minibatc
     Returns (loss, grad_center_vectors, grad_outside_vectors); rows outside the batch are 0.
     """
     _check_loss(loss)
-    if loss == "neg_sampling" and batch.negatives is None:
-        raise ValueError("batch.negatives is required for loss='neg_sampling'")
-    center_vectors = np.ascontiguousarray(center_vectors, dtype=np.float64)
-    outside_vectors = np.ascontiguousarray(outside_vectors, dtype=np.float64)
+    center_vectors, outside_vectors = _checked_vectors(center_vectors, outside_vectors)
     vocab_size, dim = center_vectors.shape
-    buffers = _Buffers(vocab_size, dim, len(batch.centers), loss == "naive_softmax")
-    negatives = batch.negatives_or_empty() if loss == "neg_sampling" \
-        else np.zeros(batch.contexts.shape + (0,), np.int32)
-    value, _, _ = _minibatch_gradient(center_vectors, outside_vectors, batch.centers,
-                                      batch.contexts, batch.context_lengths, negatives,
-                                      loss == "naive_softmax", *buffers.args())
-    return value, buffers.grad_center, buffers.grad_outside
+    naive = loss == "naive_softmax"
+    batch = batch.checked(vocab_size, with_negatives=not naive)
+    negatives = batch.negatives_or_empty()
+    buffers = _Buffers(vocab_size, dim, len(batch.centers), batch.contexts.shape[1],
+                       negatives.shape[2], naive)
+    value = _minibatch_gradient(center_vectors, outside_vectors, batch.centers, batch.contexts,
+                                batch.context_lengths, negatives, naive, *buffers.args())
+    grad_center, grad_outside = np.zeros_like(center_vectors), np.zeros_like(outside_vectors)
+    _scatter_gradient(center_vectors, batch.centers, batch.contexts, batch.context_lengths,
+                      negatives, naive, buffers.pair_coef, buffers.grad_v_c_batch,
+                      buffers.grad_outside, 1.0, grad_center, grad_outside)
+    return value, grad_center, grad_outside
 
 
 class Stepper:
@@ -312,6 +306,9 @@ class Stepper:
     def __init__(self, pool: SentencePool, table: NegativeTable, center_vectors, outside_vectors,
                  loss, window, K, batch_size):
         _check_loss(loss)
+        for name, vectors in (("center_vectors", center_vectors), ("outside_vectors", outside_vectors)):
+            if vectors.dtype != np.float64 or not vectors.flags.c_contiguous or vectors.ndim != 2:
+                raise ValueError(f"{name}: trained in place, so it must be a C-contiguous float64 (V, d) array")
         self.pool, self.table = pool, table
         self.center_vectors, self.outside_vectors = center_vectors, outside_vectors
         self.naive = loss == "naive_softmax"
@@ -319,7 +316,7 @@ class Stepper:
         self.batch = Minibatch.empty(batch_size, window, 0 if self.naive else K)
         self.negatives = self.batch.negatives_or_empty()
         self.buffers = _Buffers(center_vectors.shape[0], center_vectors.shape[1], batch_size,
-                                self.naive)
+                                2 * window, K, self.naive)
 
     def run(self, rng, lr, iterations) -> np.ndarray:
         """`iterations` SGD steps with step size lr; returns their batch losses float64 (n,).

@@ -36,8 +36,7 @@ def minibatch_loss_and_gradient(center_vectors, outside_vectors, batch: Minibatc
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if loss == "neg_sampling" and batch.negatives is None:
-        raise ValueError("batch.negatives is required for loss='neg_sampling'")
+    batch = batch.checked(len(center_vectors), with_negatives=loss == "neg_sampling")
     word2ind = _identity_vocabulary(len(center_vectors))
     batch_size = len(batch.centers)
     total = 0.0
