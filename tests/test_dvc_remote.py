@@ -58,9 +58,10 @@ def make_pipeline_repo(repo: Path, corpus_file: Path, env: dict) -> None:
     repo.mkdir()
     run(["git", "init", "-q", "-b", "main"], repo, env)
     run(["dvc", "init", "-q"], repo, env)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for folder in ("conf", "pipeline", "w2v"):
-        shutil.copytree(PROJECT_ROOT / folder, repo / folder, ignore=ignore)
+        # __pycache__ comes along (it holds numba's compiled kernels, valid for the same source
+        # files): it must not count as a change of the w2v dependency, here or in a clone.
+        shutil.copytree(PROJECT_ROOT / folder, repo / folder)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config"):
         shutil.copy(PROJECT_ROOT / name, repo / name)
     # Compose conf/ into params.yaml as `make params` does, with the tiny settings.
