@@ -39,7 +39,7 @@ class Recorder(TrainHooks):
     ("loss", "hinge"), ("engine", "gpu"), ("dim", 0), ("window", -1), ("K", 0), ("lr", 0.0),
     ("lr", float("nan")), ("lr", "0.3"), ("iterations", 0), ("batch_size", 2.5),
     ("anneal_every", 0), ("checkpoint_every", 0), ("log_every", 0), ("seed", -1),
-    ("pool_copies", 0), ("threads", 0), ("threads", 2), ("dim", True),
+    ("pool_copies", 0), ("threads", 0), ("dim", True),
 ])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -193,3 +193,58 @@ def test_held_out_loss_rejects_bad_input(kwargs, name):
                 loss="neg_sampling", window=2, K=2, neg_weight=np.ones(3))
     with pytest.raises(ValueError, match=name):
         held_out_loss(**{**args, **kwargs})
+
+
+def test_more_blas_threads_for_naive_softmax_give_the_same_vectors_to_rounding(corpus):
+    config = {**SMALL, "loss": "naive_softmax"}
+    one = train(corpus, TrainConfig(**config))
+    two = train(corpus, TrainConfig(**config, threads=2))
+    np.testing.assert_allclose(two.center_vectors, one.center_vectors, rtol=0, atol=1e-12)
+
+
+PROGRESS_CHILD = """
+import numpy as np
+from w2v.corpus import build_corpus
+from w2v.trainer import TrainConfig, train
+corpus = build_corpus([[f"w{i}", f"w{i + 1}", f"w{i + 2}"] for i in range(0, 3000, 3)])
+train(corpus, TrainConfig(dim=4, window=2, K=2, iterations=200, batch_size=4, log_every=10),
+      progress=True)
+train(corpus, TrainConfig(dim=4, window=2, K=2, iterations=20, batch_size=4))
+"""
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    def run(stderr_on_terminal):
+        primary, secondary = pty.openpty()
+        fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+        child = subprocess.run([sys.executable, "-c", PROGRESS_CHILD], stdout=subprocess.DEVNULL,
+                               stderr=secondary if stderr_on_terminal else subprocess.PIPE,
+                               timeout=120)
+        os.close(secondary)
+        output = b""
+        if stderr_on_terminal:
+            while True:
+                try:
+                    chunk = os.read(primary, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+        else:
+            output = child.stderr
+        os.close(primary)
+        assert child.returncode == 0, output.decode(errors="replace")
+        return output.decode(errors="replace")
+
+    on_terminal = run(True)
+    assert "train" in on_terminal and "200/200" in on_terminal and "loss=" in on_terminal
+    assert run(False) == ""   # no bar into a log file

@@ -42,8 +42,10 @@ class TrainConfig:
     K: negatives per outside word (neg_sampling only); lr: initial SGD step; iterations: minibatches;
     batch_size: windows per minibatch; anneal_every: lr halves after every this many iterations;
     checkpoint_every / log_every: in iterations; engine: "batched" | "loop"; seed: >= 0;
-    pool_copies: subsampled copies of the corpus in the sentence pool; threads: 1 (the kernels are
-    single-threaded and bit-reproducible; more threads are not implemented).
+    pool_copies: subsampled copies of the corpus in the sentence pool; threads: BLAS threads for
+    naive softmax's matrix products (1, the default, is bit-reproducible; more may change the last
+    bits from run to run and rarely pays on a shared 2-core machine); the numba kernels and
+    negative sampling are single-threaded.
     """
     loss: str = "neg_sampling"
     dim: int = 10
@@ -75,9 +77,6 @@ class TrainConfig:
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) \
                 or not math.isfinite(self.lr) or self.lr <= 0:
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if self.threads != 1:
-            raise ValueError(f"threads must be 1 (the training kernels are single-threaded), "
-                             f"got {self.threads!r}")
         for field in fields(self):  # plain Python values: hashable, JSON-able, equal across sources
             value = getattr(self, field.name)
             object.__setattr__(self, field.name, float(value) if field.name == "lr"
@@ -163,7 +162,7 @@ def _progress_bar(config: TrainConfig, step: int, progress: bool):
     if not (progress and sys.stderr.isatty()):
         return None
     from tqdm import tqdm
-    return tqdm(total=config.iterations, initial=step, unit="it", desc="train", dynamic_ncols=True)
+    return tqdm(total=config.iterations, initial=step, unit="it", desc="train")
 
 
 def _next_event(step, config: TrainConfig) -> int:
@@ -216,8 +215,8 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
     stepper = ENGINES[config.engine].Stepper(pool, table, center_vectors, outside_vectors,
                                              config.loss, config.window, config.K, config.batch_size)
     bar = _progress_bar(config, step, progress)
-    # BLAS (naive softmax's products) on one thread: the (50, V) x (V, 10) products gain nothing
-    # from a second thread on a shared machine, and one thread keeps the results bit-reproducible
+    # BLAS (naive softmax's products) on config.threads threads, 1 by default: the (50, V) x (V, 10)
+    # products gain little from a second thread on a shared machine, and one keeps bit-identity
     blas_threads = threadpool_limits(limits=config.threads, user_api="blas")
     start = last_log_time = time.perf_counter()
     last_log_step = step
