@@ -33,3 +33,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# A shared MLflow tracking server on PostgreSQL, on 127.0.0.1:5000 (README: Sharing).
+.PHONY: tracking-server
+tracking-server: $(STAMP)
+	scripts/tracking-server start
