@@ -7,7 +7,7 @@
 - Randomness: three independent streams spawned from `numpy.random.SeedSequence(config.seed)`:
   the sentence pool, the initialisation, and the training draws (windows and negatives). The
   training Generator is passed into the numba sampler, so its `bit_generator.state` is all a
-  checkpoint needs; the same config and corpus give bit-identical vectors.
+  checkpoint needs; the same config and corpus give bit-identical vectors (with threads = 1).
 - Initialisation: centre vectors uniform in (-0.5, 0.5) / dim, outside vectors zero.
 - Iteration t = 1..iterations: a minibatch of `batch_size` windows (w2v.sampling), batch-mean loss
   and gradient, x -= lr * gradient. After iteration t: at t % log_every == 0 the smoothed loss is
