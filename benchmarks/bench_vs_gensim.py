@@ -1,0 +1,188 @@
+"""This project's batched trainer against gensim's Word2Vec on SST, side by side in one run.
+
+    python benchmarks/bench_vs_gensim.py                         # dim 10 and 100, 3 seeds each
+    python benchmarks/bench_vs_gensim.py --dims 10 --seeds 1 --windows 200000   # a quick look
+    python benchmarks/bench_vs_gensim.py --profile               # also: where this trainer's time goes
+
+Both sides get the same SST tokens (data/processed when the tokenize stage has run, else the SST
+files), the same dimension, window (m = 5, each window's size uniform in 1..m), K = 10 negatives
+from unigram^0.75 of the corpus counts, the same subsampling (the assignment's keep probability
+min(1, sqrt(t / count)), t = 1e-5 x total count) and the same number of centre words:
+
+- this project: w2v.trainer.train, batch 500 windows, lr 3.0 (the classic 0.3 per 50 windows scaled
+  with the batch size, see README "Benchmarks"), halved halfway as the classic run does;
+- gensim: Word2Vec(sg=1, negative=10, workers=2, its default alpha 0.025 decaying linearly to
+  0.0001), trained for one pass over subsampled copies of the sentences (drawn exactly as this
+  project's sentence pool) cut to the same number of tokens, with sample=0 (already subsampled)
+  and its vocabulary built from the raw corpus counts, so its negatives follow the same table.
+
+Printed for each: centre words per second of the training loop (wall and per CPU-second), wall time
+of the whole training call, WordSim-353 and SimLex-999 Spearman as mean ± standard deviation over
+the seeds, then the ratios. Throughput figures are medians over the seeds; the machine is shared,
+so the CPU-second figure is the steadier one.
+"""
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from gensim.models import KeyedVectors, Word2Vec
+
+from w2v.corpus import load_corpus
+from w2v.evaluation import SIMLEX999, WORDSIM353, word_similarity
+from w2v.readers import read_sst
+from w2v.sampling import Minibatch, NegativeTable, build_sentence_pool, fill_minibatch
+from w2v.trainer import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCESSED = ROOT / "data" / "processed"
+SST = ROOT.parent / "shared" / "data" / "stanfordSentimentTreebank"
+CLASSIC_WINDOWS = 40_000 * 50  # the assignment's run: 40,000 iterations of 50 windows
+BATCH = 500
+LR = 0.3 * BATCH / 50          # lr applies to the batch-mean gradient: scale it with the batch
+WINDOW, K = 5, 10
+
+
+def load():
+    if (PROCESSED / "tokens.npy").is_file():
+        return load_corpus(PROCESSED), str(PROCESSED)
+    return read_sst(SST), str(SST)
+
+
+def spearman(words, vectors):
+    kv = KeyedVectors(vector_size=vectors.shape[1])
+    kv.add_vectors(list(words), vectors.astype(np.float32))
+    return word_similarity(kv, WORDSIM353).spearman, word_similarity(kv, SIMLEX999).spearman
+
+
+def run_ours(corpus, dim, seed, windows):
+    iterations = windows // BATCH
+    config = TrainConfig(dim=dim, window=WINDOW, K=K, lr=LR, batch_size=BATCH, iterations=iterations,
+                         anneal_every=max(iterations // 2, 1), log_every=max(iterations // 20, 1),
+                         checkpoint_every=iterations, seed=seed)
+    start, cpu = time.perf_counter(), time.process_time()
+    result = train(corpus, config)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    centre_words = iterations * BATCH
+    ws, simlex = spearman(corpus.words, result.center_vectors)
+    return {"words": centre_words, "loop_seconds": result.train_seconds, "wall": wall, "cpu": cpu,
+            "ws353": ws, "simlex": simlex}
+
+
+def gensim_sentences(corpus, seed, windows):
+    """Subsampled copies of the training sentences (as this project's pool draws them), as lists
+    of words, cut to exactly `windows` tokens."""
+    tokens, offsets = corpus.training_sentences()
+    per_copy = build_sentence_pool(tokens, offsets, corpus.keep_prob, 1, np.random.default_rng(seed)).tokens.size
+    pool = build_sentence_pool(tokens, offsets, corpus.keep_prob, windows // per_copy + 2,
+                               np.random.default_rng(seed))
+    end = int(np.searchsorted(pool.offsets, windows, side="left"))
+    words = np.array(corpus.words, dtype=object)[pool.tokens[:windows]]
+    cuts = np.minimum(pool.offsets[1:end + 1], windows)
+    sentences = [s.tolist() for s in np.split(words, cuts[:-1])]
+    assert sum(map(len, sentences)) == windows
+    return sentences
+
+
+def run_gensim(corpus, dim, seed, windows):
+    sentences = gensim_sentences(corpus, seed, windows)
+    start, cpu = time.perf_counter(), time.process_time()
+    model = Word2Vec(vector_size=dim, window=WINDOW, negative=K, hs=0, sg=1, sample=0, min_count=1,
+                     workers=2, seed=seed)
+    model.build_vocab_from_freq({w: int(c) for w, c in zip(corpus.words, corpus.counts) if c > 0})
+    loop_start = time.perf_counter()
+    trained, _ = model.train(sentences, total_examples=len(sentences), epochs=1)
+    loop_seconds = time.perf_counter() - loop_start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    ws, simlex = spearman(model.wv.index_to_key, model.wv.vectors)
+    return {"words": trained, "loop_seconds": loop_seconds, "wall": wall, "cpu": cpu, "ws353": ws, "simlex": simlex}
+
+
+def mean_spread(values):
+    values = [v for v in values if v == v]
+    if not values:
+        return "n/a"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def summarise(name, runs):
+    speed = statistics.median(r["words"] / r["loop_seconds"] for r in runs)
+    cpu_speed = statistics.median(r["words"] / r["cpu"] for r in runs)
+    wall = statistics.median(r["wall"] for r in runs)
+    print(f"  {name:8s} {speed:12,.0f} {cpu_speed:14,.0f} {wall:9.1f}   {mean_spread([r['ws353'] for r in runs]):15s} "
+          f"{mean_spread([r['simlex'] for r in runs]):15s} {runs[0]['words']:>10,}")
+    return {"speed": speed, "cpu_speed": cpu_speed, "wall": wall,
+            "ws353": statistics.mean(r["ws353"] for r in runs)}
+
+
+def profile(corpus, dim, iterations=200):
+    """CPU time per window of this trainer's loop, split into sampling the minibatch (windows and
+    negatives) and the rest (gradient and update); the work per window; gensim's CPU time per word."""
+    from w2v.engines.batched import Stepper
+
+    tokens, offsets = corpus.training_sentences()
+    pool = build_sentence_pool(tokens, offsets, corpus.keep_prob, 30, np.random.default_rng(0))
+    table = NegativeTable.from_weights(corpus.neg_weight)
+    batch = Minibatch.empty(BATCH, WINDOW, K)
+    rng = np.random.default_rng(0)
+    sample_args = (pool.tokens, pool.offsets, WINDOW, table.prob, table.alias, batch.centers, batch.contexts,
+                   batch.context_lengths, batch.negatives)
+    pairs, sampling = 0, 0.0
+    for _ in range(iterations):
+        start = time.process_time()
+        fill_minibatch(rng, *sample_args)
+        sampling += time.process_time() - start
+        pairs += int(batch.context_lengths.sum())
+    center_vectors = np.random.default_rng(1).uniform(-0.5, 0.5, (corpus.vocab_size, dim)) / dim
+    outside_vectors = np.random.default_rng(2).normal(0, 0.1, (corpus.vocab_size, dim))
+    stepper = Stepper(pool, table, center_vectors, outside_vectors, "neg_sampling", WINDOW, K, BATCH)
+    stepper.run(rng, LR, 2)
+    start = time.process_time()
+    stepper.run(rng, LR, iterations)
+    total = time.process_time() - start
+    windows = iterations * BATCH
+    per_window = pairs / windows
+    print(f"  dim {dim}: {1e6 * total / windows:.2f} CPU-µs per window: sampling {1e6 * sampling / windows:.2f} µs "
+          f"({100 * sampling / total:.0f}%), gradient and update {1e6 * (total - sampling) / windows:.2f} µs "
+          f"({100 * (total - sampling) / total:.0f}%); {per_window:.2f} outside words per window, so "
+          f"{per_window * (K + 1):.1f} (word, context-or-negative) pairs: "
+          f"{1e9 * (total - sampling) / pairs / (K + 1):.0f} ns per pair")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dims", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--windows", type=int, default=CLASSIC_WINDOWS,
+                        help="centre words per run (default: the classic 40,000 x 50)")
+    parser.add_argument("--profile", action="store_true")
+    options = parser.parse_args()
+    windows = options.windows // BATCH * BATCH
+    corpus, source = load()
+    print(f"corpus {source}: {corpus.vocab_size:,} words, {len(corpus.training_sentences()[0]):,} training tokens; "
+          f"{windows:,} centre words per run; window {WINDOW}, K {K}; ours: batch {BATCH}, lr {LR}; "
+          f"gensim: workers 2, alpha 0.025 -> 0.0001; {options.seeds} seeds")
+    start = time.perf_counter()
+    train(corpus, TrainConfig(iterations=1, batch_size=BATCH, log_every=1, checkpoint_every=1))
+    print(f"this trainer's start-up (numba loading its compiled kernels, once per process): "
+          f"{time.perf_counter() - start:.1f} s, left out of the figures below")
+    for dim in options.dims:
+        print(f"\ndim {dim}:  {'':8s} {'words/s':>12s} {'words/CPU-s':>14s} {'wall s':>9s}   "
+              f"{'WS353':15s} {'SimLex':15s} {'words':>10s}")
+        ours = summarise("ours", [run_ours(corpus, dim, seed, windows) for seed in range(options.seeds)])
+        theirs = summarise("gensim", [run_gensim(corpus, dim, seed, windows) for seed in range(options.seeds)])
+        gensim_cpu_per_word = 1e9 / theirs["cpu_speed"]
+        print(f"  gensim: {gensim_cpu_per_word:.0f} CPU-ns per centre word (all its threads)")
+        print(f"  ratio ours/gensim: throughput {ours['speed'] / theirs['speed']:.2f} (per CPU-second "
+              f"{ours['cpu_speed'] / theirs['cpu_speed']:.2f}), wall {ours['wall'] / theirs['wall']:.2f}, "
+              f"WS353 {ours['ws353'] - theirs['ws353']:+.3f} (difference of means)")
+    if options.profile:
+        print("\nwhere this trainer's time goes (single thread, CPU time):")
+        for dim in options.dims:
+            profile(corpus, dim, windows)
+
+
+if __name__ == "__main__":
+    main()
