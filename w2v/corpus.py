@@ -121,6 +121,15 @@ def _select_sentences(tokens, offsets, selected: np.ndarray) -> tuple[np.ndarray
     return tokens[np.repeat(selected, lengths)], new_offsets
 
 
+def count_ids(tokens: np.ndarray, minlength: int, block: int = 1 << 20) -> np.ndarray:
+    """int64 (minlength,) occurrences of each id, in blocks: np.bincount alone would first copy
+    all of an int32 `tokens` to int64."""
+    counts = np.zeros(minlength, dtype=np.int64)
+    for start in range(0, len(tokens), block):
+        counts += np.bincount(tokens[start:start + block], minlength=minlength)
+    return counts
+
+
 def assemble_corpus(
     words: Sequence[str],
     tokens: np.ndarray,
@@ -132,7 +141,8 @@ def assemble_corpus(
     """Finish a corpus from ids by first occurrence: apply `min_count`, count, append UNK.
 
     words    (W,) distinct words in order of first occurrence (without UNK)
-    tokens   int (N,) ids into `words`, or W for a token that is already UNK
+    tokens   int32 (N,) ids into `words`, or W for a token that is already UNK; the corpus takes
+             the array over (with min_count > 1 it is renumbered in place)
     offsets  int (S+1,) sentence boundaries; split int (S,) labels (None: all train)
 
     Words whose count over all sentences is below `min_count` map to UNK; the kept words keep their
@@ -154,14 +164,13 @@ def assemble_corpus(
     tokens = np.asarray(tokens, dtype=np.int32)
 
     if min_count > 1:
-        total = np.bincount(tokens, minlength=n_words + 1)[:n_words]
-        kept = total >= min_count
-        new_id = np.full(n_words + 1, -1, dtype=np.int32)
-        new_id[:n_words][kept] = np.arange(int(kept.sum()), dtype=np.int32)
+        kept = count_ids(tokens, n_words + 1)[:n_words] >= min_count
         n_kept = int(kept.sum())
-        new_id[:n_words][~kept] = n_kept
-        new_id[n_words] = n_kept
-        tokens = new_id[tokens]
+        new_id = np.full(n_words + 1, n_kept, dtype=np.int32)  # rare words and UNK -> the new UNK id
+        new_id[:n_words][kept] = np.arange(n_kept, dtype=np.int32)
+        for start in range(0, len(tokens), 1 << 22):
+            block = tokens[start:start + (1 << 22)]
+            block[...] = new_id[block]
         words = [word for word, keep in zip(words, kept) if keep]
         n_words = n_kept
 
@@ -169,7 +178,7 @@ def assemble_corpus(
         counted = tokens
     else:
         counted = tokens[np.repeat(split == TRAIN, np.diff(offsets))]
-    counts = np.bincount(counted, minlength=n_words + 1).astype(np.int64)
+    counts = count_ids(counted, n_words + 1)
     counts[n_words] += 1  # UNK counted once, as the assignment does
     return Corpus(list(words) + [UNK], counts, tokens, offsets, split, train_on)
 
@@ -224,13 +233,16 @@ def corpus_stats(corpus: Corpus) -> dict:
         "sentences": int(len(lengths)),
         "tokens": int(len(corpus.tokens)),
         "counted_tokens": int(corpus.counts.sum()),
-        "unk_tokens": int(np.count_nonzero(corpus.tokens == corpus.vocab_size - 1)),
+        "unk_tokens": int(count_ids(corpus.tokens, corpus.vocab_size)[-1]),
     }
     for name, label in SPLIT_LABELS.items():
         selected = corpus.split == label
-        tokens, _ = _select_sentences(corpus.tokens, corpus.offsets, selected)
-        stats[name] = {"sentences": int(selected.sum()), "tokens": int(len(tokens)),
-                       "types": int(len(np.unique(tokens)))}
+        if selected.all():  # a plain-text corpus: no copy of the token array
+            tokens = corpus.tokens
+        else:
+            tokens = corpus.tokens[np.repeat(selected, lengths)]
+        types = np.count_nonzero(count_ids(tokens, corpus.vocab_size))
+        stats[name] = {"sentences": int(selected.sum()), "tokens": int(len(tokens)), "types": int(types)}
     return stats
 
 

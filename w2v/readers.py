@@ -24,7 +24,7 @@ from w2v.corpus import DEV, TEST, TRAIN, Corpus, assemble_corpus
 
 SENTENCES_FILE = "datasetSentences.txt"
 SPLIT_FILE = "datasetSplit.txt"
-CHUNK_BYTES = 1 << 23
+CHUNK_BYTES = 1 << 22
 
 # A UTF-8 multi-byte sequence whose bytes were decoded one by one as Latin-1 ("Ã©" for "é").
 _DOUBLE_ENCODED = re.compile("[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
@@ -48,8 +48,8 @@ def repair_double_encoding(text: str) -> str:
     return _DOUBLE_ENCODED.sub(repair, text)
 
 
-def _line_chunks(path: Path, skip_header: bool, chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """Yield (number of the chunk's first line, 1-based; bytes of whole lines) over the file."""
+def _line_chunks(path: Path, skip_header: bool, chunk_bytes: int) -> Iterator[tuple[int, bytes, int]]:
+    """Yield (number of the chunk's first line, 1-based; bytes of whole lines; bytes read so far)."""
     first_line = 1
     with open(path, "rb") as file:
         if file.read(3) != b"\xef\xbb\xbf":  # a UTF-8 byte-order mark is not part of the text
@@ -59,7 +59,7 @@ def _line_chunks(path: Path, skip_header: bool, chunk_bytes: int) -> Iterator[tu
             first_line += 1
         while chunk := file.read(chunk_bytes):
             chunk += file.readline()
-            yield first_line, chunk
+            yield first_line, chunk, file.tell()
             first_line += chunk.count(b"\n")
 
 
@@ -77,15 +77,41 @@ def _decode(path: Path, first_line: int, chunk: bytes, fix_encoding: bool) -> st
     return text.lower()
 
 
+class _TokenBuffer:
+    """A growing int32 array that never holds two copies of the tokens.
+
+    Its capacity is a guess refined as chunks arrive; ndarray.resize reallocates in place (large
+    blocks are remapped, not copied), and untouched capacity costs no physical memory.
+    """
+
+    def __init__(self):
+        self.array = np.empty(0, dtype=np.int32)
+        self.size = 0
+
+    def extend(self, values: np.ndarray, expected_total: int) -> None:
+        need = self.size + len(values)
+        if need > len(self.array):
+            self.array.resize(max(need, expected_total, len(self.array) * 5 // 4), refcheck=False)
+        self.array[self.size:need] = values
+        self.size = need
+
+    def finish(self) -> np.ndarray:
+        self.array.resize(self.size, refcheck=False)
+        array, self.array = self.array, np.empty(0, dtype=np.int32)
+        return array
+
+
 class _Tokenizer:
     """Whitespace-splits chunks of lines and maps words to ids by first occurrence across chunks."""
 
-    def __init__(self):
+    def __init__(self, total_bytes: int):
         self.ids: dict[str, int] = {}
-        self.token_chunks: list[np.ndarray] = []
+        self.tokens = _TokenBuffer()
         self.length_chunks: list[np.ndarray] = []
+        self.total_bytes = total_bytes
 
-    def split(self, text: str) -> tuple[pa.Array, np.ndarray]:
+    @staticmethod
+    def split(text: str) -> tuple[pa.Array, np.ndarray]:
         """(words: Arrow string array, words per line int64) of a chunk of whole lines."""
         if text.endswith("\n"):
             text = text[:-1]
@@ -97,25 +123,25 @@ class _Tokenizer:
         lengths = pc.fill_null(pc.list_value_length(words), 0)
         return words.flatten(), lengths.to_numpy(zero_copy_only=False).astype(np.int64)
 
-    def add(self, words: pa.Array, lengths: np.ndarray) -> None:
-        """Append a chunk's sentences: `words` (n,) strings, `lengths` (s,) words per sentence."""
+    def add(self, words: pa.Array, lengths: np.ndarray, bytes_read: int) -> None:
+        """Append a chunk's sentences: `words` (n,) strings, `lengths` (s,) words per sentence;
+        `bytes_read` of the file so far (to guess the final token count)."""
         encoded = pc.dictionary_encode(words)
         get_id, ids = self.ids.setdefault, self.ids
         chunk_to_global = np.fromiter(
             (get_id(word, len(ids)) for word in encoded.dictionary.to_pylist()),
             dtype=np.int32, count=len(encoded.dictionary),
         )
-        self.token_chunks.append(chunk_to_global[encoded.indices.to_numpy(zero_copy_only=False)])
+        expected = int((self.tokens.size + len(words)) * 1.05 * self.total_bytes / max(bytes_read, 1))
+        self.tokens.extend(chunk_to_global[encoded.indices.to_numpy(zero_copy_only=False)], expected)
         self.length_chunks.append(lengths)
 
     def result(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(words by first occurrence, tokens int32 (N,), offsets int64 (S+1,))."""
-        tokens = np.concatenate(self.token_chunks) if self.token_chunks else np.zeros(0, np.int32)
-        self.token_chunks.clear()
         lengths = np.concatenate(self.length_chunks) if self.length_chunks else np.zeros(0, np.int64)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        return list(self.ids), tokens, offsets
+        return list(self.ids), self.tokens.finish(), offsets
 
 
 def _check_vocabulary(path: Path, words: list[str], tokens: np.ndarray) -> None:
@@ -146,10 +172,11 @@ def read_text(
     """
     path = Path(path)
     _require_file(path, "text corpus")
-    tokenizer = _Tokenizer()
-    for first_line, chunk in _line_chunks(path, skip_header=False, chunk_bytes=chunk_bytes):
+    tokenizer = _Tokenizer(path.stat().st_size)
+    for first_line, chunk, bytes_read in _line_chunks(path, skip_header=False, chunk_bytes=chunk_bytes):
         words, lengths = tokenizer.split(_decode(path, first_line, chunk, fix_encoding))
-        tokenizer.add(words, lengths[lengths > 0])
+        tokenizer.add(words, lengths[lengths > 0], bytes_read)
+        del words, chunk  # free the chunk's buffers before the next one is read
     words, tokens, offsets = tokenizer.result()
     _check_vocabulary(path, words, tokens)
     return assemble_corpus(words, tokens, offsets, train_on=train_on, min_count=min_count)
@@ -166,9 +193,9 @@ def read_sst_sentences(
     """
     path = Path(path)
     _require_file(path, SENTENCES_FILE)
-    tokenizer = _Tokenizer()
+    tokenizer = _Tokenizer(path.stat().st_size)
     sentence_ids = []
-    for first_line, chunk in _line_chunks(path, skip_header=True, chunk_bytes=chunk_bytes):
+    for first_line, chunk, bytes_read in _line_chunks(path, skip_header=True, chunk_bytes=chunk_bytes):
         words, lengths = tokenizer.split(_decode(path, first_line, chunk, fix_encoding))
         starts = np.zeros(len(lengths), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
@@ -183,7 +210,7 @@ def read_sst_sentences(
         sentence_ids.append(pc.cast(first_words, pa.int64()).to_numpy())
         keep = np.ones(len(words), dtype=bool)
         keep[starts] = False
-        tokenizer.add(words.filter(pa.array(keep)), lengths - 1)
+        tokenizer.add(words.filter(pa.array(keep)), lengths - 1, bytes_read)
     words, tokens, offsets = tokenizer.result()
     _check_vocabulary(path, words, tokens)
     return words, tokens, offsets, np.concatenate(sentence_ids)
