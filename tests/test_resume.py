@@ -79,6 +79,9 @@ def test_sigkill_at_any_moment_then_resume_gives_identical_vectors(tmp_path):
     # the last announced checkpoint, or the one before when the kill hit its writing
     assert last_announced - CONFIG["checkpoint_every"] <= resumed_step <= last_announced + 200
 
+    # the folder holds one checkpoint and nothing a kill mid-write may have left
+    assert sorted(p.name for p in checkpoint_dir.iterdir()) == ["checkpoint.json", "state-3000.npz"]
+
     uninterrupted = train(small_corpus(), TrainConfig(**CONFIG))
     resumed = np.load(output)
     assert np.array_equal(resumed, np.concatenate([uninterrupted.center_vectors,

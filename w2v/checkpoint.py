@@ -59,6 +59,13 @@ def save_checkpoint(checkpoint_dir, checkpoint: Checkpoint) -> None:
     for old in folder.glob("state-*.npz"):
         if old.name != arrays_name:
             old.unlink(missing_ok=True)
+    _remove_temporaries(folder)  # left by a process killed mid-write
+
+
+def _remove_temporaries(folder: Path) -> None:
+    for pattern in (".state-*.tmp", f".{CHECKPOINT_FILE}.*.tmp"):
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def _read_record(folder: Path) -> dict | None:
@@ -110,10 +117,7 @@ def clear_checkpoint(checkpoint_dir) -> None:
     (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
     for path in folder.glob("state-*.npz"):
         path.unlink(missing_ok=True)
-    for path in folder.glob(".state-*.tmp"):  # temporaries left by a kill mid-write
-        path.unlink(missing_ok=True)
-    for path in folder.glob(f".{CHECKPOINT_FILE}.*.tmp"):
-        path.unlink(missing_ok=True)
+    _remove_temporaries(folder)
     try:
         folder.rmdir()
     except OSError:
