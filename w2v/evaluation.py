@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gensim.models import KeyedVectors
-from gensim.test.utils import datapath
 
 # The words of the assignment's 2-D plot (CS224n a2, run.py).
 ASSIGNMENT_WORDS = (
@@ -46,7 +45,8 @@ def load_vectors(path: str | Path) -> KeyedVectors:
         raise ValueError(f"vectors file {path} does not exist: train a model first or pass the path of a word2vec text file")
     _check_word2vec_text(path)
     try:
-        return KeyedVectors.load_word2vec_format(str(path), binary=False)
+        with _quiet_gensim():
+            return KeyedVectors.load_word2vec_format(str(path), binary=False)
     except (ValueError, EOFError, UnicodeDecodeError) as error:
         raise ValueError(f"vectors file {path} is not a readable word2vec text file: {error}") from error
 
@@ -88,8 +88,9 @@ def _check_word2vec_text(path: Path) -> None:
 
 @contextlib.contextmanager
 def _quiet_gensim():
-    """gensim logs every skipped OOV pair at INFO and scipy warns on constant input; keep both out."""
-    gensim_logger = logging.getLogger("gensim.models.keyedvectors")
+    """gensim logs every skipped OOV pair (and more) at INFO and scipy warns on constant input;
+    keep both out of the callers' logs."""
+    gensim_logger = logging.getLogger("gensim")
     level = gensim_logger.level
     gensim_logger.setLevel(logging.WARNING)
     try:
@@ -126,6 +127,15 @@ class AnalogyResult:
         return (self.questions - self.covered) / self.questions if self.questions else math.nan
 
 
+def benchmark_path(name: str) -> str:
+    """The path of a benchmark file: `name` itself if it is a file, else gensim's test data file."""
+    if Path(name).is_file():
+        return name
+    with _quiet_gensim():  # importing gensim.test.utils builds (and logs) a toy dictionary
+        from gensim.test.utils import datapath
+    return datapath(name)
+
+
 def _count_questions(path: str) -> int:
     """Number of "a b c d" lines of an analogy file (": section" lines are headers), as gensim reads them."""
     with open(path, encoding="utf-8") as lines:
@@ -156,7 +166,7 @@ def word_similarity(vectors: KeyedVectors, pairs_file: str = WORDSIM353) -> Simi
 
     Uses gensim's `evaluate_word_pairs`; a rank correlation needs at least 2 covered pairs.
     """
-    path = pairs_file if Path(pairs_file).is_file() else datapath(pairs_file)
+    path = benchmark_path(pairs_file)
     pairs, covered = _pair_coverage(vectors, path)
     if covered < 2:
         return SimilarityResult(spearman=math.nan, pairs=pairs, covered=covered)
@@ -167,7 +177,7 @@ def word_similarity(vectors: KeyedVectors, pairs_file: str = WORDSIM353) -> Simi
 
 def word_analogies(vectors: KeyedVectors, questions_file: str = GOOGLE_ANALOGIES) -> AnalogyResult:
     """Accuracy on an analogy benchmark (": section" headers, then "a b c d" lines) via gensim."""
-    path = questions_file if Path(questions_file).is_file() else datapath(questions_file)
+    path = benchmark_path(questions_file)
     questions = _count_questions(path)
     with _quiet_gensim():
         _, sections = vectors.evaluate_word_analogies(path)
