@@ -233,9 +233,10 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
                 loss = float(losses[-1])
                 loss_smoothed = loss if loss_smoothed is None else 0.95 * loss_smoothed + 0.05 * loss
                 now = time.perf_counter()
-                windows_per_second = (step - last_log_step) * config.batch_size / max(now - last_log_time, 1e-12)
+                windows = (step - last_log_step) * config.batch_size
+                speed = windows / max(now - last_log_time, 1e-12)
                 last_log_step, last_log_time = step, now
-                hooks.on_log(LogRecord(step, loss, loss_smoothed, lr, windows_per_second))
+                hooks.on_log(LogRecord(step, loss, loss_smoothed, lr, speed))
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss_smoothed:.3f}", refresh=False)
             if step % config.anneal_every == 0:
@@ -263,7 +264,8 @@ def held_out_loss(corpus_tokens, corpus_offsets, center_vectors, outside_vectors
     Every position is a centre once, with the full window m = `window` (no subsampling, no random
     window size); occurrences of the centre word are removed from its context and windows left
     empty are skipped. Negatives (neg_sampling: K per outside word, drawn in proportion to
-    neg_weight, i.e. Corpus.neg_weight = counts^0.75) come from numpy.random.default_rng(seed). NaN when there is no window.
+    neg_weight, i.e. Corpus.neg_weight = counts^0.75) come from numpy.random.default_rng(seed).
+    NaN when there is no window.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")

@@ -309,7 +309,8 @@ class Stepper:
         _check_loss(loss)
         for name, vectors in (("center_vectors", center_vectors), ("outside_vectors", outside_vectors)):
             if vectors.dtype != np.float64 or not vectors.flags.c_contiguous or vectors.ndim != 2:
-                raise ValueError(f"{name}: trained in place, so it must be a C-contiguous float64 (V, d) array")
+                raise ValueError(f"{name}: trained in place, so it must be a C-contiguous "
+                                 f"float64 (V, d) array")
         self.pool, self.table = pool, table
         self.center_vectors, self.outside_vectors = center_vectors, outside_vectors
         self.naive = loss == "naive_softmax"
