@@ -177,7 +177,7 @@ def test_stage_on_a_text_corpus(tmp_path):
     raw.mkdir()
     (raw / "corpus.txt").write_text("a b c a\nb a d\ne a\n")
     processed = tmp_path / "processed"
-    result = run_tokenize(raw, processed, "corpus=text", "corpus.url=unused", "corpus.min_count=2")
+    result = run_tokenize(raw, processed, "corpus=text", "corpus.min_count=2")
     assert result.returncode == 0, result.stderr
     corpus = load_corpus(processed)
     assert corpus.words == ["a", "b", "UNK"] and corpus.counts.tolist() == [4, 2, 3 + 1]
@@ -188,7 +188,7 @@ def test_stage_bad_input_gives_one_line_and_no_output(tmp_path):
     raw.mkdir()
     (raw / "corpus.txt").write_bytes(b"fine words\nbroken \xc3\x28 here\n")
     processed = tmp_path / "processed"
-    result = run_tokenize(raw, processed, "corpus=text", "corpus.url=unused")
+    result = run_tokenize(raw, processed, "corpus=text")
     assert_one_error_line(result, "corpus.txt, line 2", "not UTF-8")
     assert not processed.exists()
 
