@@ -113,6 +113,19 @@ def test_text_corpus_with_min_count(tmp_path):
     assert corpus.split.tolist() == [1, 1, 1]
 
 
+@pytest.mark.parametrize("text", [
+    "a\x1cb c\n  d\te\x0bf\x0c \n\x1f\nplain words\n",          # ASCII, with Python's odd separators
+    "caf\u00e9\u00a0noir\u2003x\n\u3000\nna\u00efve  end \x85 z\n",  # Unicode whitespace
+])
+def test_text_splits_exactly_like_python_str_split(tmp_path, text):
+    path = tmp_path / "ws.txt"
+    path.write_text(text, encoding="utf-8")
+    corpus = read_text(path)
+    expected = [line.lower().split() for line in text.split("\n") if line.split()]
+    got = [[corpus.words[i] for i in corpus.tokens[a:b]] for a, b in zip(corpus.offsets[:-1], corpus.offsets[1:])]
+    assert got == expected
+
+
 @pytest.mark.parametrize("content, match", [
     (b"", "empty"),
     (b"\n \n", "empty"),

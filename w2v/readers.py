@@ -119,7 +119,9 @@ class _Tokenizer:
         # Arrow yields "" for leading/trailing whitespace and blank lines; Python's split() does not.
         lines = pc.utf8_trim_whitespace(lines)
         lines = pc.if_else(pc.equal(lines, ""), pa.scalar(None, lines.type), lines)
-        words = pc.utf8_split_whitespace(lines)
+        # The ASCII kernel is ~3x faster but, unlike Python, keeps \x1c-\x1f inside words.
+        ascii_only = text.isascii() and not any(c in text for c in "\x1c\x1d\x1e\x1f")
+        words = (pc.ascii_split_whitespace if ascii_only else pc.utf8_split_whitespace)(lines)
         lengths = pc.fill_null(pc.list_value_length(words), 0)
         return words.flatten(), lengths.to_numpy(zero_copy_only=False).astype(np.int64)
 
