@@ -94,7 +94,7 @@ class SweepCallback(Callback):
             try:
                 validate(job_cfg)
             except StageError as error:
-                print(f"error: job {' '.join(overrides)}: {error}", file=sys.stderr)
+                print(f"error: job {' '.join(swept_part(overrides, self.swept_keys))}: {error}", file=sys.stderr)
                 sys.exit(1)
             job_configs.append(job_cfg)
 

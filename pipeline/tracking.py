@@ -10,9 +10,11 @@ All calls go through `MlflowClient` (no fluent global run), so they work the sam
 parallel worker processes.
 """
 import importlib.metadata
+import json
 import logging
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 STEP_METRICS = ("loss", "loss_smoothed", "lr", "windows_per_second")
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 MAX_PARAMS_PER_BATCH = 100
+PIPE_BYTES = 1 << 20
 
 
 def workspace_root() -> Path:
@@ -168,41 +171,100 @@ def logged_steps(mlflow_client: MlflowClient, run_id: str) -> dict[str, dict[int
             for key in STEP_METRICS}
 
 
-class MetricBuffer:
-    """Per-step metrics, sent to MLflow in batches of up to 1000 values.
+class MetricSink:
+    """Per-step metrics of one run, written to MLflow by a helper process.
 
-    `add` is cheap (a list append); `flush` sends everything buffered. Steps listed in
-    `already_logged` (per metric) are dropped, so a resumed run logs every step exactly once.
-    `seconds` is the wall time spent here, to show that logging stays a small share of training.
+    A store write costs about 0.3 ms per value (SQLite, MLflow's ORM), far too much to pay inside
+    the training loop, and a thread would hold the GIL the training needs. So `add` only appends;
+    every `SEND_EVERY` steps the values go as one JSON line through a pipe to
+    `python -m pipeline.tracking <run_id>`, which logs them in batches of up to 1000 while training
+    goes on. `flush` waits until everything sent is in the store. If the training process dies, the
+    helper sees its pipe close and exits without writing what was not flushed (the caller keeps
+    its own journal to log those later). `seconds` is the time the training loop spent here.
     """
+    SEND_EVERY = 250
 
-    def __init__(self, mlflow_client: MlflowClient, run_id: str,
-                 already_logged: dict[str, dict[int, float]] | None = None, flush_every_seconds: float = 15.0):
-        self.client = mlflow_client
-        self.run_id = run_id
-        self.last_logged = {key: max(steps, default=-1) for key, steps in (already_logged or {}).items()}
-        self.flush_every_seconds = flush_every_seconds
-        self.pending: list[Metric] = []
-        self.last_flush = time.monotonic()
+    def __init__(self, run_id: str):
+        self.pending: list[list] = []
+        self.steps_pending = 0
         self.seconds = 0.0
+        self.acks = 0
+        env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri())
+        self.process = subprocess.Popen([sys.executable, "-m", "pipeline.tracking", run_id], env=env,
+                                        cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        try:  # a 1 MiB pipe holds a classic run's whole history: a slow store never blocks training
+            import fcntl
 
-    def add(self, step: int, values: dict[str, float]) -> None:
+            fcntl.fcntl(self.process.stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+        except OSError:
+            pass
+
+    def add(self, step: int, values: dict[str, float], timestamp: int | None = None) -> None:
         start = time.perf_counter()
-        timestamp = int(time.time() * 1000)
-        for key, value in values.items():
-            if step > self.last_logged.get(key, -1):
-                self.pending.append(Metric(key, float(value), timestamp, step))
+        timestamp = timestamp or int(time.time() * 1000)
+        self.pending.extend([key, float(value), timestamp, step] for key, value in values.items())
+        self.steps_pending += 1
+        if self.steps_pending >= self.SEND_EVERY:
+            self._send({"metrics": self.pending})
         self.seconds += time.perf_counter() - start
-        if len(self.pending) >= MAX_METRICS_PER_BATCH or time.monotonic() - self.last_flush > self.flush_every_seconds:
-            self.flush()
+
+    def _send(self, message: dict) -> None:
+        try:
+            self.process.stdin.write(json.dumps(message, separators=(",", ":")) + "\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise RuntimeError("the MLflow metric logger stopped (its error is printed above)") from None
+        if "metrics" in message:
+            self.pending, self.steps_pending = [], 0
 
     def flush(self) -> None:
+        """Return once every value added so far is in the store."""
         start = time.perf_counter()
-        while self.pending:
-            batch = self.pending[:MAX_METRICS_PER_BATCH]
-            with_retries(self.client.log_batch, self.run_id, metrics=batch)
-            for metric in batch:
-                self.last_logged[metric.key] = max(self.last_logged.get(metric.key, -1), metric.step)
-            del self.pending[:MAX_METRICS_PER_BATCH]
-        self.last_flush = time.monotonic()
+        if self.pending:
+            self._send({"metrics": self.pending})
+        self.acks += 1
+        self._send({"ack": self.acks})
+        reply = self.process.stdout.readline().strip()
+        if reply != f"ack {self.acks}":
+            raise RuntimeError(f"the MLflow metric logger stopped: {reply or 'see its error above'}")
         self.seconds += time.perf_counter() - start
+
+    def close(self, flush: bool = True) -> None:
+        """Flush (unless told not to), then stop the helper process."""
+        try:
+            if flush and self.process.poll() is None:
+                self.flush()
+        finally:
+            if self.process.poll() is None:
+                self.process.stdin.close()
+            self.process.wait()
+
+
+def _log_from_pipe(run_id: str) -> None:
+    """The helper process of MetricSink: JSON lines on stdin, "ack <n>" lines on stdout."""
+    mlflow_client = client()
+    pending: list[Metric] = []
+
+    def write_pending():
+        while pending:
+            with_retries(mlflow_client.log_batch, run_id, metrics=pending[:MAX_METRICS_PER_BATCH])
+            del pending[:MAX_METRICS_PER_BATCH]
+
+    for line in sys.stdin:
+        message = json.loads(line)
+        pending.extend(Metric(*values) for values in message.get("metrics", ()))
+        if len(pending) >= MAX_METRICS_PER_BATCH or "ack" in message:
+            write_pending()
+        if "ack" in message:
+            print(f"ack {message['ack']}", flush=True)
+    # stdin closed without a final ack: the training process is gone; drop what was not flushed
+
+
+if __name__ == "__main__":
+    try:
+        _log_from_pipe(sys.argv[1])
+    except Exception as error:  # reported to the training process through the closed pipe
+        print(f"error: MLflow metric logging failed: {error}", file=sys.stderr)
+        print(f"error {error}", flush=True)
+        sys.exit(1)

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 MODEL_FILES = ("vectors.txt", "vectors.npy", "vocab.txt", "outside_vectors.npy", "loss.png",
                "word_vectors.png", "config.yaml")
 RUN_FILE = "mlflow_run.json"  # in the checkpoint folder: the run to resume into
+JOURNAL_FILE = "metrics.jsonl"  # in the checkpoint folder: every logged step of the run
 PROGRESS_LINES = 10  # plain log lines per run when no terminal shows a progress bar
 
 
@@ -108,27 +109,72 @@ def exclusive(checkpoint_dir: Path):
 
 
 class RunLogger:
-    """The trainer's hooks: buffered MLflow metrics, the loss history, progress lines."""
+    """The trainer's hooks: the run's journal, its MLflow metrics, progress lines.
 
-    def __init__(self, buffer: tracking.MetricBuffer, history: dict[int, tuple[float, float, float]],
-                 iterations: int, progress_lines: bool):
-        self.buffer = buffer
-        self.history = history  # step -> (loss, loss_smoothed, lr)
+    The journal (`metrics.jsonl` in the checkpoint folder, one line per log point) is the run's
+    history: written before a checkpoint is, so it always reaches at least the checkpoint's step.
+    MLflow receives the same values asynchronously (tracking.MetricSink), so a checkpoint never
+    waits for the store. On resume the journal fills the gaps the store missed, and regenerated
+    steps the journal already holds are not logged again: every step appears exactly once.
+    """
+
+    def __init__(self, sink: tracking.MetricSink, journal_path: Path, iterations: int, progress_lines: bool):
+        self.sink = sink
+        self.history = read_journal(journal_path)  # step -> {metric: value}
+        self.journal = open(journal_path, "a", encoding="utf-8")
         self.iterations = iterations
         self.report_every = max(1, iterations // PROGRESS_LINES) if progress_lines else 0
         self.next_report = self.report_every
 
+    def backfill(self, logged: dict[str, dict[int, float]]) -> int:
+        """Reconcile the journal and the store after a kill; returns how many steps the store lacked.
+
+        Steps the store holds but the journal lost (its last lines were still in a buffer) join the
+        history; the journal's steps the store lacks (lost in transit) are sent again.
+        """
+        for step in set(logged.get("loss", {})) - set(self.history):
+            values = {key: logged[key][step] for key in logged if step in logged[key]}
+            self.history[step] = values
+            self.journal.write(json.dumps({"step": step, **values}) + "\n")
+        missing = 0
+        for step, values in sorted(self.history.items()):
+            absent = {key: value for key, value in values.items() if step not in logged.get(key, {})}
+            if absent:
+                self.sink.add(step, absent)
+                missing += 1
+        return missing
+
     def on_log(self, record) -> None:
-        self.history[record.step] = (record.loss, record.loss_smoothed, record.lr)
-        self.buffer.add(record.step, {"loss": record.loss, "loss_smoothed": record.loss_smoothed,
-                                      "lr": record.lr, "windows_per_second": record.windows_per_second})
+        if record.step in self.history:  # replayed after a resume: logged before the kill
+            return
+        values = {"loss": record.loss, "loss_smoothed": record.loss_smoothed, "lr": record.lr,
+                  "windows_per_second": record.windows_per_second}
+        self.history[record.step] = values
+        self.journal.write(json.dumps({"step": record.step, **values}) + "\n")
+        self.sink.add(record.step, values)
         if self.report_every and record.step >= self.next_report:
             log.info("iteration %d/%d  loss_smoothed %.4g  lr %.4g  %.0f windows/s", record.step,
                      self.iterations, record.loss_smoothed, record.lr, record.windows_per_second)
             self.next_report += self.report_every
 
     def before_checkpoint(self, step: int) -> None:
-        self.buffer.flush()
+        self.journal.flush()  # into the OS: survives a kill of this process
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+def read_journal(path: Path) -> dict[int, dict[str, float]]:
+    """{step: {metric: value}} of a journal; a line cut short by a kill is ignored."""
+    history = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            history[record.pop("step")] = record
+    return history
 
 
 def hooks_for(run_logger: RunLogger):
@@ -171,7 +217,8 @@ def open_run(client, cfg: DictConfig, job: Job, checkpoint_dir: Path) -> tuple[s
             return run_id, True
         log.info("the checkpoint in %s belongs to MLflow run %s, which this store (experiment %r) cannot "
                  "continue: starting over", checkpoint_dir, run_id, cfg.mlflow.experiment)
-        run_file.unlink(missing_ok=True)
+        for name in (RUN_FILE, JOURNAL_FILE):
+            (checkpoint_dir / name).unlink(missing_ok=True)
         clear_checkpoint(checkpoint_dir)
 
     tags = tracking.run_tags(job.overrides)
@@ -201,7 +248,8 @@ def write_model_folder(folder: Path, cfg: DictConfig, corpus, result, history, r
     write_word2vec_text(folder / "vectors.txt", corpus.words, result.center_vectors)
     save_vectors(folder, corpus.words, result.center_vectors, result.outside_vectors)
     steps = sorted(history)
-    plot_loss(folder / "loss.png", steps, [history[s][0] for s in steps], [history[s][1] for s in steps])
+    plot_loss(folder / "loss.png", steps, [history[s]["loss"] for s in steps],
+              [history[s]["loss_smoothed"] for s in steps])
     missing = plot_word_vectors(folder / "word_vectors.png", corpus.words, result.center_vectors)
     if missing:
         log.info("word_vectors.png leaves out %d word(s) absent from the vocabulary: %s", len(missing), " ".join(missing))
@@ -212,7 +260,8 @@ def write_model_folder(folder: Path, cfg: DictConfig, corpus, result, history, r
 def write_dvc_records(metrics_path: Path, plots_path: Path, final_metrics: dict, history) -> None:
     """metrics/train.json (DVC metrics) and plots/loss.csv (step, loss, loss_smoothed, lr)."""
     atomic_write_text(metrics_path, json.dumps(final_metrics, indent=2) + "\n")
-    rows = "".join(f"{s},{history[s][0]!r},{history[s][1]!r},{history[s][2]!r}\n" for s in sorted(history))
+    rows = "".join(f"{s},{history[s]['loss']!r},{history[s]['loss_smoothed']!r},{history[s]['lr']!r}\n"
+                   for s in sorted(history))
     atomic_write_text(plots_path, "step,loss,loss_smoothed,lr\n" + rows)
 
 
@@ -232,22 +281,27 @@ def run_training(cfg: DictConfig, job: Job) -> dict:
     client = tracking.client()
     with exclusive(checkpoint_dir):
         run_id, resumed = open_run(client, cfg, job, checkpoint_dir)
-        earlier = tracking.logged_steps(client, run_id) if resumed else {}
-        history = {step: (earlier["loss"][step], earlier["loss_smoothed"].get(step, float("nan")),
-                          earlier["lr"].get(step, float("nan"))) for step in earlier.get("loss", {})}
-        buffer = tracking.MetricBuffer(client, run_id, earlier)
-        run_logger = RunLogger(buffer, history, config.iterations, progress_lines=not job.progress_bar)
+        journal_path = checkpoint_dir / JOURNAL_FILE
+        if not resumed:
+            journal_path.unlink(missing_ok=True)
+        sink = tracking.MetricSink(run_id)
+        run_logger = RunLogger(sink, journal_path, config.iterations, progress_lines=not job.progress_bar)
+        if resumed:
+            backfilled = run_logger.backfill(tracking.logged_steps(client, run_id))
+            log.info("the journal holds %d logged steps; %d of them were missing in MLflow",
+                     len(run_logger.history), backfilled)
         log.info("MLflow run %s (%s), checkpoints in %s", run_id, tracking.tracking_uri(), checkpoint_dir)
         try:
             result = train(corpus, config, checkpoint_dir=checkpoint_dir, hooks=hooks_for(run_logger),
                            metadata={"mlflow_run_id": run_id}, progress=job.progress_bar)
-            buffer.flush()
+            logging_seconds = sink.seconds  # inside the training loop; the final flush comes after it
+            sink.close()
         except ValueError as error:  # e.g. an unreadable checkpoint; the message says what to do
-            buffer.flush()
+            sink.close()
             mark_failed(client, run_id, str(error))
             raise StageError(str(error)) from None
         except DivergenceError as error:
-            buffer.flush()
+            sink.close()
             reason = f"diverged at iteration {error.step}: loss {error.loss}"
             mark_failed(client, run_id, reason, error.step)
             raise StageError(f"training {reason}; lower train.lr (now {config.lr}). MLflow run {run_id} is "
@@ -255,23 +309,25 @@ def run_training(cfg: DictConfig, job: Job) -> dict:
         except BaseException as error:
             # a kill or a crash: keep the checkpoint, so the same command resumes into this run
             try:
-                buffer.flush()
+                sink.close(flush=isinstance(error, Exception))
                 status = "FAILED" if isinstance(error, Exception) else "KILLED"
                 tracking.with_retries(client.set_terminated, run_id, status=status)
             except Exception:
                 pass
             raise
+        finally:
+            run_logger.close()
 
         train_seconds = float(result.train_seconds)
         final_metrics = {
             "final_loss_smoothed": float(result.loss_smoothed),
             "train_seconds": train_seconds,
             "compile_seconds": float(result.compile_seconds),
-            "logging_seconds": buffer.seconds,
+            "logging_seconds": logging_seconds,
         }
-        log.info("trained in %.1f s (+%.1f s compiling); MLflow logging took %.2f s (%.1f%% of it)",
-                 train_seconds, result.compile_seconds, buffer.seconds,
-                 100 * buffer.seconds / train_seconds if train_seconds > 0 else 0.0)
+        log.info("trained in %.1f s (+%.1f s compiling); MLflow logging took %.2f s of it (%.1f%%), "
+                 "then %.2f s to flush", train_seconds, result.compile_seconds, logging_seconds,
+                 100 * logging_seconds / train_seconds if train_seconds > 0 else 0.0, sink.seconds - logging_seconds)
         tracking.with_retries(client.log_batch, run_id, metrics=[
             tracking.Metric(key, value, int(time.time() * 1000), config.iterations) for key, value in final_metrics.items()])
 
@@ -280,13 +336,13 @@ def run_training(cfg: DictConfig, job: Job) -> dict:
         if job.dvc_stage:
             model_dir = project_path(cfg.paths.models)
             with atomic_directory(model_dir) as folder:
-                write_model_folder(folder, cfg, corpus, result, history, run_record)
+                write_model_folder(folder, cfg, corpus, result, run_logger.history, run_record)
             write_dvc_records(project_path(cfg.paths.metrics) / "train.json",
-                              project_path(cfg.paths.plots) / "loss.csv", final_metrics, history)
+                              project_path(cfg.paths.plots) / "loss.csv", final_metrics, run_logger.history)
         else:
             model_dir = job.output_dir
-            write_model_folder(model_dir, cfg, corpus, result, history, run_record)
-            write_dvc_records(model_dir / "train.json", model_dir / "loss.csv", final_metrics, history)
+            write_model_folder(model_dir, cfg, corpus, result, run_logger.history, run_record)
+            write_dvc_records(model_dir / "train.json", model_dir / "loss.csv", final_metrics, run_logger.history)
         for name in MODEL_FILES:
             tracking.with_retries(client.log_artifact, run_id, str(model_dir / name))
         log.info("model folder %s", model_dir)
@@ -296,7 +352,8 @@ def run_training(cfg: DictConfig, job: Job) -> dict:
 
             evaluate_model_dir(cfg, model_dir, run_id)
         tracking.with_retries(client.set_terminated, run_id, status="FINISHED")
-        (checkpoint_dir / RUN_FILE).unlink(missing_ok=True)
+        for name in (RUN_FILE, JOURNAL_FILE):
+            (checkpoint_dir / name).unlink(missing_ok=True)
         clear_checkpoint(checkpoint_dir)
     return {"run_id": run_id, **final_metrics}
 

@@ -1,0 +1,80 @@
+"""Hydra multiruns of `python -m pipeline.train -m ...`, sequential and with the joblib launcher,
+into a real SQLite MLflow store: one parent run, one child run per job, full metric histories."""
+import subprocess
+
+from mlflow.tracking import MlflowClient
+
+from test_train_stage import empty_store, empty_store_template, fixture_corpus, run_env, steps_of  # noqa: F401 (fixtures)
+import sys
+
+
+def sweep_command(corpus, tmp_path, *overrides):
+    return [sys.executable, "-m", "pipeline.train", "-m", f"paths.processed={corpus}",
+            f"paths.checkpoints={tmp_path / 'checkpoints'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", *overrides]
+
+
+def parent_and_children(store: str):
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("w2v").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == len(runs) - 1
+    return client, parents[0], children
+
+
+def test_sequential_sweep_skips_naive_softmax_duplicates_over_K(fixture_corpus, empty_store, tmp_path):
+    command = sweep_command(fixture_corpus, tmp_path, "train.iterations=60", "train.checkpoint_every=30",
+                            "loss=naive_softmax,neg_sampling", "train.K=2,3")
+    done = subprocess.run(command, cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    skip_lines = [line for line in output.splitlines() if "does not use train.K" in line]
+    assert len(skip_lines) == 1 and "running 3 of 4" in skip_lines[0]
+    assert "loss=naive_softmax train.K=3" in skip_lines[0]
+
+    client, parent, children = parent_and_children(empty_store)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["sweep.train.K"] == "2,3"
+    assert sorted(child.info.run_name for child in children) == [
+        "loss=naive_softmax,train.K=2", "loss=neg_sampling,train.K=2", "loss=neg_sampling,train.K=3"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert steps_of(client, child.info.run_id, "loss_smoothed") == list(range(10, 61, 10))
+        assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"vectors.txt", "word_vectors.png"}
+    # every job folder is a model folder, except the skipped one
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if (p / "vectors.txt").is_file()) == ["0", "2", "3"]
+
+
+def test_eight_parallel_joblib_jobs_all_log_their_full_history(fixture_corpus, empty_store, tmp_path):
+    # 1000 iterations logged at every step: 4000 values per job, flushed in batches while the
+    # other seven jobs write to the same SQLite file
+    command = sweep_command(fixture_corpus, tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=8",
+                            "train.iterations=1000", "train.log_every=1", "train.checkpoint_every=250",
+                            "train.seed=0,1,2,3,4,5,6,7")
+    done = subprocess.run(command, cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Joblib" in done.stdout + done.stderr  # the joblib launcher ran the jobs
+
+    client, parent, children = parent_and_children(empty_store)
+    assert parent.info.status == "FINISHED"
+    assert sorted(child.data.params["train.seed"] for child in children) == [str(s) for s in range(8)]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        for key in ("loss", "loss_smoothed", "lr", "windows_per_second"):
+            assert steps_of(client, child.info.run_id, key) == list(range(1, 1001)), (child.info.run_name, key)
+
+
+def test_a_diverging_job_fails_alone_and_the_sweep_exits_non_zero(fixture_corpus, empty_store, tmp_path):
+    command = sweep_command(fixture_corpus, tmp_path, "train.iterations=200", "train.checkpoint_every=20",
+                            "train.lr=1000,0.3")
+    done = subprocess.run(command, cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
+    assert done.returncode == 1
+    summary = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(summary) == 1 and "1 run(s) of the sweep did not finish" in summary[0]
+    assert "train.lr=1000: diverged at iteration" in summary[0]
+
+    client, parent, children = parent_and_children(empty_store)
+    assert parent.info.status == "FAILED"
+    status = {child.data.params["train.lr"]: child.info.status for child in children}
+    assert status == {"1000": "FAILED", "0.3": "FINISHED"}  # the second job ran after the first failed
