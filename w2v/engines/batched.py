@@ -110,30 +110,44 @@ def _softmax_scores(v_c, outside_vectors, coef):
     return top + math.log(total), total
 
 
-@njit(cache=True, fastmath=True)
+# fast-math without reassociation: the round-to-integer trick below must not be simplified away
+_EXP_FLAGS = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
+_ROUNDER = 6755399441055744.0  # 1.5 * 2^52: y + _ROUNDER rounds y to an integer in the low bits
+
+
+@njit(cache=True, fastmath=_EXP_FLAGS)
 def _exp_shifted(row, top, powers):
     """row[w] = exp(row[w] - top) in place for row <= top; returns the sum of the new row.
 
-    A vectorisable exp (the loop of math.exp calls costs about 3x as much here): 2^k r-part
-    split, a degree-12 Taylor polynomial on |r| <= ln2/2 (relative error below 5e-15, checked
-    against numpy's exp in tests/test_engines.py), 2^k from a bit pattern. powers: scratch
-    float64 (V,). Values below exp(-708) are flushed to exp(-708)-ish tiny numbers, not 0.
+    A vectorisable exp (a loop of math.exp calls costs 2-3x as much here): x = k ln2 + r with
+    k = round(x / ln2) (Cody-Waite split of ln2), a degree-12 Taylor polynomial for exp(r) on
+    |r| <= ln2/2 (relative error below 5e-15, checked against numpy's exp in
+    tests/test_engines.py), and 2^k built from its bit pattern. powers: scratch float64 (V,).
+    Values below exp(-708) come out as tiny positive numbers instead of 0 (harmless in a sum >= 1).
     """
     bits = powers.view(np.int64)
+    rounder_bits = 4843621399236968448  # the bit pattern of _ROUNDER
     for w in range(row.shape[0]):
         x = max(row[w] - top, -708.0)
-        k = math.floor(x * 1.4426950408889634 + 0.5)  # round(x / ln 2)
-        r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10  # x - k ln 2
+        shifted = x * 1.4426950408889634 + _ROUNDER
+        k = shifted - _ROUNDER
+        r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
         row[w] = 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
             1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r * (1 / 3628800 + r * (
                 1 / 39916800 + r * (1 / 479001600))))))))))))
-        powers[w] = k
-    for w in range(row.shape[0]):
-        bits[w] = (np.int64(powers[w]) + 1023) << 52  # the float 2^k
-    total = 0.0
+        powers[w] = shifted
+    for w in range(row.shape[0]):  # k sits in the low bits of `shifted`: 2^k = (k + 1023) << 52
+        bits[w] = (bits[w] - rounder_bits + 1023) << 52
     for w in range(row.shape[0]):
         row[w] *= powers[w]
-        total += row[w]
+    return _sum(row)
+
+
+@njit(cache=True, fastmath=True)
+def _sum(values):
+    total = 0.0
+    for w in range(values.shape[0]):
+        total += values[w]
     return total
 
 
