@@ -146,16 +146,16 @@ def test_parallel_sweep_of_eight_jobs_arrives_whole(server, corpus_dir, tmp_path
 
 
 def test_run_that_loses_the_server_resumes_from_its_checkpoint_with_no_step_lost(server, corpus_dir, tmp_path):
-    """Stop the server midway: the run fails naming the server, keeps its checkpoint, and the same
+    """Stop the server midway: the run fails naming the server and keeps its checkpoint; the same
     command, once the server is back, finishes the same MLflow run with every step exactly once."""
     from w2v.checkpoint import read_checkpoint_metadata
 
-    iterations, log_every = 20000, 10
+    iterations, log_every = 6000, 10
     checkpoints = tmp_path / "checkpoints"
     argv = train_command(
         f"hydra.run.dir={tmp_path / 'run'}", f"paths.processed={corpus_dir}", f"paths.checkpoints={checkpoints}",
         "mlflow.experiment=server-outage", f"train.iterations={iterations}", f"train.log_every={log_every}",
-        "train.checkpoint_every=1000", "train.anneal_every=20000")
+        "train.checkpoint_every=500", "train.anneal_every=3000")
     # Give up soon once the server is gone, instead of MLflow's default of minutes of retries.
     fail_fast = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
     env = os.environ | {"MLFLOW_TRACKING_URI": server.uri} | fail_fast
@@ -171,20 +171,22 @@ def test_run_that_loses_the_server_resumes_from_its_checkpoint_with_no_step_lost
     finally:
         training.kill()
     assert training.returncode != 0, "the run finished without its tracking server"
-    assert server.uri in stderr[-2000:], f"the error does not name the tracking server:\n{stderr[-2000:]}"
+    assert f"{server.uri}/api/" in stderr, f"the error does not name the tracking server:\n{stderr[-3000:]}"
+    # The checkpoint (up to the end, as training need not wait for the store) survives the failure.
     kept = read_checkpoint_metadata(next(p for p in checkpoints.iterdir() if p.is_dir()))
     assert kept is not None and kept["mlflow_run_id"] == metadata["mlflow_run_id"]
-    step = json.loads(next(checkpoints.glob("*/checkpoint.json")).read_text())["step"]
-    assert 0 < step < iterations
 
     server.run("start")
+    client = MlflowClient(server.uri)
+    run_id = metadata["mlflow_run_id"]
+    arrived = len(client.get_metric_history(run_id, "loss"))
+    assert arrived < iterations // log_every, "the outage cost the store no steps: nothing to check"
     done = run_training(argv, server.uri)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"resuming MLflow run {metadata['mlflow_run_id']}" in done.stderr + done.stdout
+    assert f"resuming MLflow run {run_id}" in done.stderr + done.stdout
 
-    client = MlflowClient(server.uri)
     runs = client.search_runs([client.get_experiment_by_name("server-outage").experiment_id])
-    assert [run.info.run_id for run in runs] == [metadata["mlflow_run_id"]], "the resumed run is not the same run"
+    assert [run.info.run_id for run in runs] == [run_id], "the resumed run is not the same run"
     assert runs[0].info.status == "FINISHED"
     assert_full_history(client, runs[0].info.run_id, iterations, log_every)
     assert_vectors_artifact(client, runs[0].info.run_id, tmp_path / "downloads")
