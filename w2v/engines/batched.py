@@ -93,21 +93,11 @@ def _neg_sampling_minibatch(center_vectors, outside_vectors, centers, contexts, 
 
 
 @njit(cache=True)
-def _softmax_scores(v_c, outside_vectors, coef):
-    """coef[w] = exp(u_w.v_c - max); returns (logsumexp(U v_c), sum of coef)."""
-    vocab_size, d = outside_vectors.shape
-    top = -np.inf
-    for w in range(vocab_size):
-        z = 0.0
-        for i in range(d):
-            z += outside_vectors[w, i] * v_c[i]
-        coef[w] = z
-        top = max(top, z)
-    total = 0.0
-    for w in range(vocab_size):
-        coef[w] = math.exp(coef[w] - top)
-        total += coef[w]
-    return top + math.log(total), total
+def _log_softmax_normaliser(v_c, outside_vectors, scores, powers):
+    """logsumexp(U v_c); scores (V,) and powers (V,) are scratch."""
+    np.dot(outside_vectors, v_c, scores)
+    top = scores.max()
+    return top + math.log(_exp_shifted(scores, top, powers))
 
 
 # fast-math without reassociation: the round-to-integer trick below must not be simplified away
@@ -354,7 +344,8 @@ def window_loss_sum(rng, tokens, offsets, center_vectors, outside_vectors, naive
     the full window, centre occurrences removed (empty windows skipped); K negatives per outside
     word from the alias table (prob, alias) and rng. Loss only, for held-out evaluation."""
     d = center_vectors.shape[1]
-    coef = np.empty(outside_vectors.shape[0])
+    scores = np.empty(outside_vectors.shape[0])
+    powers = np.empty(outside_vectors.shape[0])
     total = 0.0
     windows = 0
     for s in range(len(offsets) - 1):
@@ -369,7 +360,7 @@ def window_loss_sum(rng, tokens, offsets, center_vectors, outside_vectors, naive
                 if j == i or o == c:
                     continue
                 if naive and n == 0:
-                    log_normaliser, _ = _softmax_scores(v_c, outside_vectors, coef)
+                    log_normaliser = _log_softmax_normaliser(v_c, outside_vectors, scores, powers)
                 n += 1
                 z = 0.0
                 for t in range(d):
