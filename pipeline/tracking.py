@@ -7,7 +7,9 @@ DVC runs a queued experiment in a temporary copy (`.dvc/tmp/exps/...`), so Hydra
 queued experiments all land in the same store.
 
 All calls go through `MlflowClient` (no fluent global run), so they work the same in Hydra's
-parallel worker processes.
+parallel worker processes. Run as a module, it is the helper process of `MetricSink`:
+
+    python -m pipeline.tracking <run_id>    # JSON lines of metrics on stdin -> MLflow; "ack <n>" on stdout
 """
 import importlib.metadata
 import json
@@ -171,34 +173,43 @@ def logged_steps(mlflow_client: MlflowClient, run_id: str) -> dict[str, dict[int
             for key in STEP_METRICS}
 
 
+class TrackingError(RuntimeError):
+    """Metrics could not reach the MLflow store (the helper process says why on stderr)."""
+
+
 class MetricSink:
     """Per-step metrics of one run, written to MLflow by a helper process.
 
     A store write costs about 0.3 ms per value (SQLite, MLflow's ORM), far too much to pay inside
     the training loop, and a thread would hold the GIL the training needs. So `add` only appends;
     every `SEND_EVERY` steps the values go as one JSON line through a pipe to
-    `python -m pipeline.tracking <run_id>`, which logs them in batches of up to 1000 while training
-    goes on. `flush` waits until everything sent is in the store. If the training process dies, the
-    helper sees its pipe close and exits without writing what was not flushed (the caller keeps
-    its own journal to log those later). `seconds` is the time the training loop spent here.
+    `python -m pipeline.tracking <run_id>` (started at the first send), which logs them in batches
+    of up to 1000 while training goes on; a shorter run logs its values at the end. `flush` waits
+    until everything sent is in the store. If the training process dies, the helper sees its pipe
+    close and exits without writing what was not flushed (the caller keeps its own journal to log
+    those later). `seconds` is the time the training loop spent here.
     """
     SEND_EVERY = 250
 
     def __init__(self, run_id: str):
+        self.run_id = run_id
         self.pending: list[list] = []
         self.steps_pending = 0
         self.seconds = 0.0
         self.acks = 0
+        self.process: subprocess.Popen | None = None  # started at the first send: short runs need none
+
+    def _start_helper(self) -> subprocess.Popen:
         env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri())
-        self.process = subprocess.Popen([sys.executable, "-m", "pipeline.tracking", run_id], env=env,
-                                        cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)
+        process = subprocess.Popen([sys.executable, "-m", "pipeline.tracking", self.run_id], env=env,
+                                   cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:  # a 1 MiB pipe holds a classic run's whole history: a slow store never blocks training
             import fcntl
 
-            fcntl.fcntl(self.process.stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+            fcntl.fcntl(process.stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
         except OSError:
             pass
+        return process
 
     def add(self, step: int, values: dict[str, float], timestamp: int | None = None) -> None:
         start = time.perf_counter()
@@ -210,35 +221,46 @@ class MetricSink:
         self.seconds += time.perf_counter() - start
 
     def _send(self, message: dict) -> None:
+        if self.process is None:
+            self.process = self._start_helper()
         try:
             self.process.stdin.write(json.dumps(message, separators=(",", ":")) + "\n")
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
-            raise RuntimeError("the MLflow metric logger stopped (its error is printed above)") from None
+            raise TrackingError("the MLflow metric logger stopped (its error is printed above)") from None
         if "metrics" in message:
             self.pending, self.steps_pending = [], 0
 
     def flush(self) -> None:
         """Return once every value added so far is in the store."""
         start = time.perf_counter()
+        if self.process is None:  # never sent anything: at most SEND_EVERY steps, written from here
+            mlflow_client = client()
+            metrics = [Metric(*values) for values in self.pending]
+            for first in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+                with_retries(mlflow_client.log_batch, self.run_id, metrics=metrics[first:first + MAX_METRICS_PER_BATCH])
+            self.pending, self.steps_pending = [], 0
+            self.seconds += time.perf_counter() - start
+            return
         if self.pending:
             self._send({"metrics": self.pending})
         self.acks += 1
         self._send({"ack": self.acks})
         reply = self.process.stdout.readline().strip()
         if reply != f"ack {self.acks}":
-            raise RuntimeError(f"the MLflow metric logger stopped: {reply or 'see its error above'}")
+            raise TrackingError(f"the MLflow metric logger stopped: {reply or 'see its error above'}")
         self.seconds += time.perf_counter() - start
 
     def close(self, flush: bool = True) -> None:
         """Flush (unless told not to), then stop the helper process."""
         try:
-            if flush and self.process.poll() is None:
+            if flush and (self.process is None or self.process.poll() is None):
                 self.flush()
         finally:
-            if self.process.poll() is None:
-                self.process.stdin.close()
-            self.process.wait()
+            if self.process is not None:
+                if self.process.poll() is None:
+                    self.process.stdin.close()
+                self.process.wait()
 
 
 def _log_from_pipe(run_id: str) -> None:

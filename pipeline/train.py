@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from mlflow.exceptions import MlflowException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -300,6 +301,11 @@ def run_training(cfg: DictConfig, job: Job) -> dict:
             sink.close()
             mark_failed(client, run_id, str(error))
             raise StageError(str(error)) from None
+        except (tracking.TrackingError, MlflowException) as error:
+            sink.close(flush=False)
+            raise StageError(f"logging to the MLflow store {tracking.tracking_uri()} failed "
+                             f"({str(error).splitlines()[0]}); the checkpoint in {checkpoint_dir} is kept: "
+                             f"run the same command again once the store is reachable") from None
         except DivergenceError as error:
             sink.close()
             reason = f"diverged at iteration {error.step}: loss {error.loss}"
@@ -358,6 +364,14 @@ def run_training(cfg: DictConfig, job: Job) -> dict:
     return {"run_id": run_id, **final_metrics}
 
 
+def run_job(cfg: DictConfig, job: Job) -> dict:
+    try:
+        return run_training(cfg, job)
+    except MlflowException as error:  # the store failed outside the training loop
+        raise StageError(f"the MLflow store {tracking.tracking_uri()} failed: {str(error).splitlines()[0]}; "
+                         f"run the same command again once it is reachable (a checkpoint, if any, is kept)") from None
+
+
 @stage
 def main(cfg: DictConfig):
     validate(cfg)
@@ -366,11 +380,11 @@ def main(cfg: DictConfig):
         log.info("skipped: with loss=naive_softmax this job duplicates another job of the sweep (train.K is unused)")
         return None
     if not job.multirun:
-        return run_training(cfg, job)
+        return run_job(cfg, job)
     # In a sweep one failing job must not stop the others: its run is marked FAILED and the sweep's
     # end (pipeline.sweep) reports all failures and exits non-zero.
     try:
-        return run_training(cfg, job)
+        return run_job(cfg, job)
     except StageError as error:
         log.error("error: %s", error)
         return None

@@ -88,8 +88,10 @@ def test_single_run_records_params_tags_metrics_and_artifacts(fixture_corpus, em
     assert params["train.iterations"] == "120" and params["train.window"] == "3" and params["train.lr"] == "0.3"
     assert params["loss.name"] == "neg_sampling" and params["paths.processed"] == str(fixture_corpus)
     tags = run.data.tags
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True).stdout.strip()
-    assert tags["git_commit"] == head and tags["git_dirty"] in ("true", "false")
+    # the commit checked out when the run started: HEAD or, if a commit landed since, an ancestor
+    is_ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", tags["git_commit"], "HEAD"], cwd=PROJECT_ROOT)
+    assert len(tags["git_commit"]) == 40 and is_ancestor.returncode == 0
+    assert tags["mlflow.source.git.commit"] == tags["git_commit"] and tags["git_dirty"] in ("true", "false")
     assert tags["numpy_version"] == np.__version__ and tags["hydra_version"] == "1.3.8"
     assert tags["mlflow_version"] and tags["dvc_version"]
     assert "train.window=3" in tags["hydra_overrides"]
