@@ -143,7 +143,9 @@ class _Tokenizer:
         lengths = np.concatenate(self.length_chunks) if self.length_chunks else np.zeros(0, np.int64)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        return list(self.ids), self.tokens.finish(), offsets
+        words = list(self.ids)
+        self.ids.clear()  # the hash table is as large as the words themselves; free it now
+        return words, self.tokens.finish(), offsets
 
 
 def _check_vocabulary(path: Path, words: list[str], tokens: np.ndarray) -> None:
