@@ -181,7 +181,7 @@ def main():
     if options.profile:
         print("\nwhere this trainer's time goes (single thread, CPU time):")
         for dim in options.dims:
-            profile(corpus, dim, windows)
+            profile(corpus, dim)
 
 
 if __name__ == "__main__":
