@@ -62,7 +62,9 @@ def server():
     # /tmp/pytest-of-root (mode 0700).
     base = Path(tempfile.mkdtemp(prefix="w2v-tracking-test-"))
     base.chmod(0o711)
-    server = Server(base / "server", free_port(), free_port())
+    port = free_port()
+    db_port = next(p for p in iter(free_port, None) if p != port)
+    server = Server(base / "server", port, db_port)
     server.run("start")
     try:
         yield server
@@ -101,7 +103,7 @@ def test_server_is_on_loopback_postgresql_with_a_private_generated_password(serv
     password = password_file.read_text().strip()
     assert len(password) >= 24
     assert not password_file.resolve().is_relative_to(PROJECT_ROOT)
-    tracked = subprocess.run(["git", "grep", "-F", "-l", password], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    tracked = subprocess.run(["git", "grep", "-F", "-l", "-e", password], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert tracked.stdout == "", "the database password is in the repository"
     pid = json.loads((server.data_dir / "server.json").read_text())["pid"]
     assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
