@@ -31,7 +31,7 @@ def load_script():
 
 
 tracking_server = load_script()
-pytestmark = pytest.mark.skipif(
+requires_postgresql = pytest.mark.skipif(
     tracking_server.find_postgres_bin() is None,
     reason="the PostgreSQL server is not installed (apt-get install postgresql)")
 
@@ -90,6 +90,7 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
+@requires_postgresql
 def test_server_is_on_loopback_postgresql_with_a_private_generated_password(server):
     status = server.run("status")
     assert "running on 127.0.0.1" in status.stdout and server.uri in status.stdout
@@ -119,6 +120,7 @@ def test_server_is_on_loopback_postgresql_with_a_private_generated_password(serv
         psycopg2.connect(host="127.0.0.1", port=server.db_port, user="mlflow", password="wrong", dbname="mlflow")
 
 
+@requires_postgresql
 def test_parallel_sweep_of_eight_jobs_arrives_whole(server, corpus_dir, tmp_path):
     iterations, log_every = 200, 10
     experiment = "server-sweep"
@@ -147,6 +149,7 @@ def test_parallel_sweep_of_eight_jobs_arrives_whole(server, corpus_dir, tmp_path
     assert len(stored) == 8
 
 
+@requires_postgresql
 def test_run_that_loses_the_server_resumes_from_its_checkpoint_with_no_step_lost(server, corpus_dir, tmp_path):
     """Stop the server midway: the run fails with one error line naming the server and keeps its
     checkpoint; the same command, once the server is back, finishes the same MLflow run with every
@@ -195,6 +198,17 @@ def test_run_that_loses_the_server_resumes_from_its_checkpoint_with_no_step_lost
     assert_full_history(client, runs[0].info.run_id, iterations, log_every)
     assert_vectors_artifact(client, runs[0].info.run_id, tmp_path / "downloads")
     assert not list(checkpoints.glob("*/checkpoint.json")), "a finished run left its checkpoint"
+
+
+def test_without_postgresql_start_says_so_and_creates_nothing(monkeypatch, tmp_path, capsys):
+    # Hide every place the script looks for the server binaries.
+    monkeypatch.delenv("PG_BIN", raising=False)
+    monkeypatch.setattr(tracking_server.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(tracking_server.shutil, "which", lambda name: None)
+    assert tracking_server.main(["start", "--data-dir", str(tmp_path / "server")]) == 1
+    assert "the PostgreSQL server is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "server").exists()
+    assert tracking_server.main(["status", "--data-dir", str(tmp_path / "server")]) == 3
 
 
 def wait_for_checkpoint(checkpoints: Path, training: subprocess.Popen, timeout: float) -> dict:
