@@ -69,7 +69,7 @@ def describe_job(cfg: DictConfig) -> Job:
         from pipeline.sweep import job_context
 
         parent_run_id, skipped, run_name = job_context(cfg.mlflow.experiment)
-    # the stage runs with hydra.run.dir=. in the project root (dvc.yaml); DVC_STAGE names it
+    # dvc.yaml runs the stage with hydra.run.dir=. in the project root (also in a queued copy)
     dvc_stage = not multirun and output_dir == PROJECT_ROOT.resolve()
     parallel = multirun and "basic" not in str(hydra_cfg.launcher.get("_target_", "basic")).lower()
     return Job(dvc_stage=dvc_stage, output_dir=output_dir, overrides=list(hydra_cfg.overrides.task),
