@@ -1,5 +1,4 @@
 """pipeline.compare on a real SQLite MLflow store holding a small sweep with real metric histories."""
-import os
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from pipeline.common import StageError
 from pipeline.compare import compare, resolve_parent
+from test_train_stage import empty_store, empty_store_template, fixture_corpus, run_env  # noqa: F401 (fixtures)
 
 # eval_ws353_spearman per (dim, seed); loss curves decay towards a level that depends on dim
 WS353 = {(5, 0): 0.10, (5, 1): 0.12, (5, 2): 0.14, (10, 0): 0.20, (10, 1): 0.25, (10, 2): 0.30}
@@ -109,17 +109,45 @@ def test_parent_by_name_and_latest(store):
 
 
 def run_compare(store, *overrides):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"]}
+    env = run_env(store["uri"])
     return subprocess.run([sys.executable, "-m", "pipeline.compare", "mlflow.experiment=sweep", *overrides,
                            "hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=none", "hydra/hydra_logging=none"],
                           capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_command_line_on_latest_sweep(store, tmp_path):
-    done = run_compare(store, "compare.parent_run=latest", f"compare.output_dir={tmp_path / 'cli'}")
-    assert done.returncode == 0, done.stderr
-    assert "6 runs; best by eval_ws353_spearman: dim10-seed2 (0.3000)" in done.stdout
-    assert (tmp_path / "cli" / "runs.md").is_file()
+def test_real_training_sweep_compared_from_the_command_line(fixture_corpus, empty_store, tmp_path):
+    """A real 2 x 2 Hydra sweep of the training stage (each job evaluated), then pipeline.compare."""
+    sweep = subprocess.run(
+        [sys.executable, "-m", "pipeline.train", "-m", f"paths.processed={fixture_corpus}",
+         f"paths.checkpoints={tmp_path / 'checkpoints'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+         "train.iterations=60", "train.checkpoint_every=60", "train.dim=4,8", "train.seed=0,1"],
+        cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True, timeout=600)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.compare", "compare.parent_run=latest", "compare.metric=final_loss_smoothed",
+         f"compare.output_dir={tmp_path / 'compare'}", "hydra.run.dir=.", "hydra.output_subdir=null",
+         "hydra/job_logging=none", "hydra/hydra_logging=none"],
+        cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    client = MlflowClient(empty_store)
+    experiment_id = client.get_experiment_by_name("w2v").experiment_id
+    runs = client.search_runs([experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = {r.info.run_id: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    table = pd.read_csv(tmp_path / "compare" / "runs.csv")
+    assert set(table["run_id"]) == set(children)
+    assert [c for c in table.columns if c.startswith(("train.", "loss.", "corpus.", "paths."))] == ["train.dim", "train.seed"]
+    losses = [children[run_id].data.metrics["final_loss_smoothed"] for run_id in table["run_id"]]
+    assert list(table["final_loss_smoothed"]) == pytest.approx(losses) and losses == sorted(losses)
+    for _, row in table.iterrows():  # the evaluation of each job is in its run and in the table
+        assert row["eval_ws353_oov"] == pytest.approx(children[row["run_id"]].data.metrics["eval_ws353_oov"])
+        assert int(children[row["run_id"]].data.params["train.dim"]) == row["train.dim"]
+    groups = pd.read_csv(tmp_path / "compare" / "seed_groups.csv")
+    assert sorted(groups["train.dim"]) == [4, 8] and list(groups["n"]) == [2, 2]
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "compare")}
+    assert {"compare/runs.md", "compare/loss_curves.png", "compare/metric_vs_params.png"} <= logged
+    assert f"4 runs; best by final_loss_smoothed: {table.loc[0, 'run']}" in done.stdout
 
 
 def test_metric_nobody_logged_is_a_clear_error(store, tmp_path):

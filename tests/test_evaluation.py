@@ -163,7 +163,7 @@ def test_evaluate_vectors_counts_absent_probe_words(circle_file):
     metrics = evaluation.metrics()
     assert set(metrics) >= {"eval_ws353_spearman", "eval_ws353_oov", "eval_simlex_spearman", "eval_simlex_oov", "eval_analogy_acc"}
     report = evaluation_report(evaluation, source="circle.txt")
-    assert "| great | wonderful (0.98), brilliant (0.91), amazing (0.71)" in report
+    assert "| great | wonderful (0.985), brilliant (0.906), amazing (0.707), cool (0.342), bad (-0.985), boring (-1.000) |" in report
     assert "| hail | *(not in vocabulary)* |" in report
     assert "Not in the vocabulary (17 of 24)" in report
 

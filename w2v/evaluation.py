@@ -273,7 +273,7 @@ def evaluation_report(evaluation: Evaluation, source: str, extra_metrics: dict[s
                   + ", ".join(f"`{word}`" for word in e.absent_words), ""]
     lines += ["| word | neighbours |", "|---|---|"]
     for word, similar in e.neighbours.items():
-        cell = "*(not in vocabulary)*" if similar is None else ", ".join(f"{other} ({cosine:.2f})" for other, cosine in similar)
+        cell = "*(not in vocabulary)*" if similar is None else ", ".join(f"{other} ({cosine:.3f})" for other, cosine in similar)
         lines.append(f"| {word} | {cell.replace('|', '&#124;')} |")
     return "\n".join(lines) + "\n"
 
