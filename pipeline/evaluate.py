@@ -26,9 +26,10 @@ from w2v.evaluation import evaluate_vectors, evaluation_report, load_vectors
 DEV_LOSS_SEED = 0  # fixed negatives for the dev loss, so runs compare on the same draws
 
 
-def dev_loss(cfg: DictConfig, run_cfg: DictConfig, model_dir: Path) -> float:
+def dev_loss(cfg: DictConfig, run_cfg: DictConfig, model_dir: Path) -> float | None:
     """Mean loss per window on the dev sentences, with the loss, window and K of `run_cfg`, the
-    training configuration (the processed corpus comes from `cfg.paths`)."""
+    training configuration (the processed corpus comes from `cfg.paths`). None when the processed
+    corpus counts all sentences (tokenized with train_on=all), so the trainer saw the dev sentences."""
     import numpy as np
 
     from w2v.corpus import load_corpus
@@ -42,13 +43,17 @@ def dev_loss(cfg: DictConfig, run_cfg: DictConfig, model_dir: Path) -> float:
     for name in ("vectors.npy", "outside_vectors.npy"):
         if not (model_dir / name).is_file():
             raise StageError(f"{model_dir / name} is missing, needed for the dev loss: train the model again")
+    if corpus.train_on != "train":
+        print(f"note: no dev loss: the processed corpus in {processed} was tokenized with train_on=all, so "
+              f"training saw the dev sentences; run the tokenize stage with corpus.train_on=train", file=sys.stderr)
+        return None
     center_vectors = np.load(model_dir / "vectors.npy")
     outside_vectors = np.load(model_dir / "outside_vectors.npy")
-    if corpus.train_on != "train" or center_vectors.shape[0] != corpus.vocab_size:
+    if center_vectors.shape[0] != corpus.vocab_size:
         raise StageError(
-            f"the processed corpus in {processed} (train_on={corpus.train_on}, {corpus.vocab_size} words) "
-            f"is not the one the model was trained on (train_on=train, {center_vectors.shape[0]} words): "
-            f"run `dvc repro tokenize` with the model's corpus settings"
+            f"the processed corpus in {processed} has {corpus.vocab_size} words but the model in {model_dir} "
+            f"has {center_vectors.shape[0]}: it was trained on another corpus; evaluate it with that corpus "
+            f"(paths.processed=...)"
         )
     tokens, offsets = corpus.sentences_of("dev")
     return float(held_out_loss(
@@ -116,7 +121,9 @@ def evaluate_vectors_file(cfg: DictConfig, run_cfg: DictConfig | None, vectors_p
     metrics = evaluation.metrics()
     extra = {}
     if run_cfg is not None and OmegaConf.select(run_cfg, "corpus.train_on") == "train":
-        metrics["eval_dev_loss"] = extra["dev loss (mean per window)"] = dev_loss(cfg, run_cfg, vectors_path.parent)
+        loss = dev_loss(cfg, run_cfg, vectors_path.parent)
+        if loss is not None:
+            metrics["eval_dev_loss"] = extra["dev loss (mean per window)"] = loss
     metrics["eval_absent_words"] = float(len(evaluation.absent_words))
     report = evaluation_report(evaluation, source=str(vectors_path), extra_metrics=extra)
     if run_cfg is not None and "eval_dev_loss" not in metrics:

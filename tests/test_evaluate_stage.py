@@ -194,3 +194,22 @@ def test_run_missing_from_the_store_fails_before_writing(project):
     with pytest.raises(StageError, match="MLflow run 0123abcd is not in the store"):
         evaluate_model_dir(project["cfg"], project["models"], "0123abcd")
     assert not (project["tmp"] / "metrics").exists()
+
+
+def test_corpus_tokenized_with_all_sentences_gives_no_dev_loss_and_no_error(project, tmp_path, capsys):
+    corpus = build_corpus(TRAIN + DEV + TEST, split=[1] * len(TRAIN) + [3] * len(DEV) + [2] * len(TEST), train_on="all")
+    save_corpus(corpus, tmp_path / "processed_all")
+    cfg = project["cfg"].copy()
+    cfg.paths.processed = str(tmp_path / "processed_all")
+    metrics = evaluate_model_dir(cfg, project["models"], None)
+    assert "eval_dev_loss" not in metrics and metrics["eval_simlex_spearman"] == pytest.approx(-1.0)
+    assert "training saw the dev sentences" in capsys.readouterr().err
+
+
+def test_model_of_another_corpus_is_a_stage_error(project, tmp_path):
+    corpus = build_corpus([["war", "troops"], ["gem", "jewel"]], split=[1, 3], train_on="train")
+    save_corpus(corpus, tmp_path / "processed_small")
+    cfg = project["cfg"].copy()
+    cfg.paths.processed = str(tmp_path / "processed_small")
+    with pytest.raises(StageError, match="has 5 words but the model in .* has 21: it was trained on another corpus"):
+        evaluate_model_dir(cfg, project["models"], None)
