@@ -8,7 +8,7 @@
 
 `corpus.url` is an http(s) or file:// URL or a path (relative paths start at the project root).
 Downloads stream into .cache/downloads/ (git-ignored, outside every DVC output; another folder
-with ++paths.download_cache=...), resume after an interruption and are checked against
+with paths.download_cache=...), resume after an interruption and are checked against
 corpus.size and corpus.sha256; an extracted folder is checked file by file against corpus.files. The output folder paths.raw (data/raw) is then replaced whole:
 datasetSentences.txt and datasetSplit.txt for corpus=sst, corpus.txt for corpus=text, and
 source.json (where the files came from, their sha256). If it already holds the verified files of
@@ -32,7 +32,6 @@ from w2v.fetch import FetchError, HostUnreachableError, HTTPStatusError, Integri
 
 from pipeline.common import StageError, project_path, stage
 
-CACHE_DIR = ".cache/downloads"
 SOURCE_FILE = "source.json"
 OUTPUT_FILES = {"sst": ("datasetSentences.txt", "datasetSplit.txt"), "text": ("corpus.txt",)}
 _DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -173,7 +172,7 @@ def main(cfg: DictConfig) -> None:
     source = corpus_source(cfg)
     raw = project_path(cfg.paths.raw)
     try:
-        cache_dir = project_path(OmegaConf.select(cfg, "paths.download_cache", default=CACHE_DIR))
+        cache_dir = project_path(cfg.paths.download_cache)
         changed = download(source, raw, cache_dir, progress=sys.stderr.isatty())
     except (FetchError, ArchiveError, OSError) as error:
         raise StageError(explain(error, source)) from None

@@ -2,7 +2,7 @@
 
     python -m pipeline.gradcheck                          # conf/; vocabulary of data/processed
     python -m pipeline.gradcheck paths.reports=/tmp/rep   # reports elsewhere
-    python -m pipeline.gradcheck ++gradcheck.tol=1e-7     # a stricter tolerance
+    python -m pipeline.gradcheck gradcheck.tol=1e-7     # a stricter tolerance
     dvc repro gradcheck                                   # as a pipeline stage (on params.yaml)
 
 Runs checks (a)-(i) of w2v.derivations against the per-pair functions (w2v.losses) and the
@@ -134,7 +134,7 @@ def run_gradcheck(words: Sequence[str], reports_dir: Path, tol: float = derivati
 @stage
 def main(cfg):
     processed = project_path(cfg.paths.processed)
-    tol = float(cfg.get("gradcheck", {}).get("tol", derivations.DEFAULT_TOL))
+    tol = float(cfg.gradcheck.tol)
     if not tol > 0:
         raise StageError(f"gradcheck.tol = {tol} must be positive")
     words = vocabulary_slice(processed)

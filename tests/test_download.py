@@ -105,7 +105,7 @@ def server():
 
 def run_download(*overrides: str, cache: Path, fsize_limit: int | None = None) -> subprocess.CompletedProcess:
     """`python -m pipeline.download` in a subprocess, optionally with RLIMIT_FSIZE (disk full)."""
-    args = ["-m", "pipeline.download", *overrides, f"++paths.download_cache={cache}", *HYDRA_QUIET]
+    args = ["-m", "pipeline.download", *overrides, f"paths.download_cache={cache}", *HYDRA_QUIET]
     if fsize_limit is not None:
         launcher = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]),) * 2); "
                     "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])")

@@ -67,7 +67,7 @@ def test_stage_fails_with_nonzero_exit_when_checks_fail(project_root, processed_
     processed, _ = processed_dir
     reports = tmp_path / "reports"
     done = run_stage(project_root, tmp_path, f"paths.processed={processed}", f"paths.reports={reports}",
-                     "++gradcheck.tol=1e-12")
+                     "gradcheck.tol=1e-12")
     assert done.returncode == 1
     assert done.stderr.strip().startswith("error: ") and "gradient checks failed" in done.stderr
     assert "FAILED b_softmax_grad_center [per_pair, random]" in done.stdout
