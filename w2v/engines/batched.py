@@ -35,6 +35,11 @@ from numba import njit
 from w2v.sampling import Minibatch, NegativeTable, SentencePool, draw_negative, fill_minibatch
 
 LOSSES = ("naive_softmax", "neg_sampling")
+# fast-math for the per-pair loops (dot products, axpys): reassociation lets the dot product's sum
+# use SIMD lanes, contraction fuses multiply-adds. Not nnan/ninf: divergence is detected by the
+# NaN/inf the loss becomes. The code (and so the rounding) is fixed per machine, so a seed still
+# gives bit-identical vectors; the last bits may differ from the loop engine's (tested to 1e-10).
+_PAIR_FLAGS = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @njit(cache=True)
@@ -51,7 +56,7 @@ def _pair_word(contexts, negatives, b, j, k):
     return contexts[b, j] if k == 0 else negatives[b, j, k - 1]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_PAIR_FLAGS)
 def _neg_sampling_minibatch(center_vectors, outside_vectors, centers, contexts, context_lengths,
                             negatives, pair_coef, grad_v_c_batch):
     """Summed loss of the windows. pair_coef[b, j, k] = dJ/d(u_w.v_c) of pair (j, k) of window b
@@ -195,7 +200,7 @@ def _minibatch_gradient(center_vectors, outside_vectors, centers, contexts, cont
     return loss * scale
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_PAIR_FLAGS)
 def _scatter_gradient(center_vectors, centers, contexts, context_lengths, negatives, naive,
                       pair_coef, grad_v_c_batch, grad_outside_t, factor, center_out, outside_out):
     """center_out[c] += factor * scale * dJ/dv_c and outside_out += factor * dJ/dU (batch means).
