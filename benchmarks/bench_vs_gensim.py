@@ -10,7 +10,8 @@ from unigram^0.75 of the corpus counts, the same subsampling (the assignment's k
 min(1, sqrt(t / count)), t = 1e-5 x total count) and the same number of centre words:
 
 - this project: w2v.trainer.train, batch 500 windows, lr 3.0 (the classic 0.3 per 50 windows scaled
-  with the batch size, see README "Benchmarks"), halved halfway as the classic run does;
+  with the batch size, see README "Benchmarks"), halved halfway as the classic run does, on
+  2 threads (train.threads = 2, as gensim's 2 workers; bit-identical to 1 thread, --threads 1);
 - gensim: Word2Vec(sg=1, negative=10, workers=2, its default alpha 0.025 decaying linearly to
   0.0001), trained for one pass over subsampled copies of the sentences (drawn exactly as this
   project's sentence pool) cut to the same number of tokens, with sample=0 (already subsampled)
@@ -56,11 +57,11 @@ def spearman(words, vectors):
     return word_similarity(kv, WORDSIM353).spearman, word_similarity(kv, SIMLEX999).spearman
 
 
-def run_ours(corpus, dim, seed, windows):
+def run_ours(corpus, dim, seed, windows, threads):
     iterations = windows // BATCH
     config = TrainConfig(dim=dim, window=WINDOW, K=K, lr=LR, batch_size=BATCH, iterations=iterations,
                          anneal_every=max(iterations // 2, 1), log_every=max(iterations // 20, 1),
-                         checkpoint_every=iterations, seed=seed)
+                         checkpoint_every=iterations, seed=seed, threads=threads)
     start, cpu = time.perf_counter(), time.process_time()
     result = train(corpus, config)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -157,21 +158,25 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--windows", type=int, default=CLASSIC_WINDOWS,
                         help="centre words per run (default: the classic 40,000 x 50)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="this trainer's train.threads (default 2, as gensim's workers)")
     parser.add_argument("--profile", action="store_true")
     options = parser.parse_args()
     windows = options.windows // BATCH * BATCH
     corpus, source = load()
     print(f"corpus {source}: {corpus.vocab_size:,} words, {len(corpus.training_sentences()[0]):,} training tokens; "
-          f"{windows:,} centre words per run; window {WINDOW}, K {K}; ours: batch {BATCH}, lr {LR}; "
+          f"{windows:,} centre words per run; window {WINDOW}, K {K}; ours: batch {BATCH}, lr {LR}, "
+          f"threads {options.threads}; "
           f"gensim: workers 2, alpha 0.025 -> 0.0001; {options.seeds} seeds")
     start = time.perf_counter()
-    train(corpus, TrainConfig(iterations=1, batch_size=BATCH, log_every=1, checkpoint_every=1))
+    train(corpus, TrainConfig(iterations=1, batch_size=BATCH, log_every=1, checkpoint_every=1,
+                              threads=options.threads))
     print(f"this trainer's start-up (numba loading its compiled kernels, once per process): "
           f"{time.perf_counter() - start:.1f} s, left out of the figures below")
     for dim in options.dims:
         print(f"\ndim {dim}:  {'':8s} {'words/s':>12s} {'words/CPU-s':>14s} {'wall s':>9s}   "
               f"{'WS353':15s} {'SimLex':15s} {'words':>10s}")
-        ours = summarise("ours", [run_ours(corpus, dim, seed, windows) for seed in range(options.seeds)])
+        ours = summarise("ours", [run_ours(corpus, dim, seed, windows, options.threads) for seed in range(options.seeds)])
         theirs = summarise("gensim", [run_gensim(corpus, dim, seed, windows) for seed in range(options.seeds)])
         gensim_cpu_per_word = 1e9 / theirs["cpu_speed"]
         print(f"  gensim: {gensim_cpu_per_word:.0f} CPU-ns per centre word (all its threads)")

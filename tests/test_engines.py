@@ -182,3 +182,27 @@ def test_bad_engine_input(engine):
         engine.minibatch_loss_and_gradient(center_vectors, outside_vectors, bad, "neg_sampling")
     with pytest.raises(ValueError, match="outside_vectors"):
         engine.minibatch_loss_and_gradient(center_vectors, outside_vectors[:5], batch, "naive_softmax")
+
+
+def test_threaded_stepper_is_bit_identical_and_restores_numba_threads():
+    import numba
+
+    corpus = small_corpus(seed=5, vocab=60)
+    tokens, offsets = corpus.training_sentences()
+    pool = build_sentence_pool(tokens, offsets, np.ones(corpus.vocab_size), 2,
+                               np.random.default_rng(0))
+    table = NegativeTable.from_weights(corpus.neg_weight)
+    results = []
+    for threads in (1, 2):
+        center_vectors, outside_vectors = random_vectors(corpus.vocab_size, 37, seed=3)
+        before = numba.get_num_threads()
+        stepper = batched.Stepper(pool, table, center_vectors, outside_vectors, "neg_sampling",
+                                  3, 5, 64, threads=threads)
+        losses = stepper.run(np.random.default_rng(9), 0.5, 20)
+        assert numba.get_num_threads() == before
+        results.append((losses, center_vectors, outside_vectors))
+    for one, two in zip(*results):
+        assert np.array_equal(one, two)
+    with pytest.raises(ValueError, match="threads"):
+        batched.Stepper(pool, table, *random_vectors(corpus.vocab_size, 4), "neg_sampling",
+                        3, 5, 64, threads=0)

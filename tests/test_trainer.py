@@ -202,6 +202,17 @@ def test_more_blas_threads_for_naive_softmax_give_the_same_vectors_to_rounding(c
     np.testing.assert_allclose(two.center_vectors, one.center_vectors, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dim", [5, 100])
+def test_two_threads_give_bit_identical_negative_sampling_vectors(corpus, dim):
+    config = {**SMALL, "dim": dim, "batch_size": 40}
+    one = train(corpus, TrainConfig(**config))
+    two = train(corpus, TrainConfig(**config, threads=2))
+    assert np.array_equal(two.center_vectors, one.center_vectors)
+    assert np.array_equal(two.outside_vectors, one.outside_vectors)
+    assert two.loss_smoothed == one.loss_smoothed
+    assert not np.array_equal(one.outside_vectors, np.zeros_like(one.outside_vectors))
+
+
 PROGRESS_CHILD = """
 import numpy as np
 from w2v.corpus import build_corpus

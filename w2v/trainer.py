@@ -7,7 +7,8 @@
 - Randomness: three independent streams spawned from `numpy.random.SeedSequence(config.seed)`:
   the sentence pool, the initialisation, and the training draws (windows and negatives). The
   training Generator is passed into the numba sampler, so its `bit_generator.state` is all a
-  checkpoint needs; the same config and corpus give bit-identical vectors (with threads = 1).
+  checkpoint needs; the same config and corpus give bit-identical vectors (for naive softmax
+  with threads = 1; negative sampling whatever the thread count).
 - Initialisation: centre vectors uniform in (-0.5, 0.5) / dim, outside vectors zero.
 - Iteration t = 1..iterations: a minibatch of `batch_size` windows (w2v.sampling), batch-mean loss
   and gradient, x -= lr * gradient. After iteration t: at t % log_every == 0 the smoothed loss is
@@ -42,10 +43,11 @@ class TrainConfig:
     K: negatives per outside word (neg_sampling only); lr: initial SGD step; iterations: minibatches;
     batch_size: windows per minibatch; anneal_every: lr halves after every this many iterations;
     checkpoint_every / log_every: in iterations; engine: "batched" | "loop"; seed: >= 0;
-    pool_copies: subsampled copies of the corpus in the sentence pool; threads: BLAS threads for
-    naive softmax's matrix products (1, the default, is bit-reproducible; more may change the last
-    bits from run to run and rarely pays on a shared 2-core machine); the numba kernels and
-    negative sampling are single-threaded.
+    pool_copies: subsampled copies of the corpus in the sentence pool; threads: for negative
+    sampling with the batched engine, numba threads computing the windows' gradients (sampling
+    and the update stay sequential; bit-identical to 1 thread); for naive softmax, BLAS threads for
+    its matrix products (1, the default, is bit-reproducible; more may change the last bits from
+    run to run and rarely pays on a shared 2-core machine). The loop engine ignores it.
     """
     loss: str = "neg_sampling"
     dim: int = 10
@@ -145,6 +147,14 @@ def initial_vectors(vocab_size, dim, rng) -> tuple[np.ndarray, np.ndarray]:
     return (rng.random((vocab_size, dim)) - 0.5) / dim, np.zeros((vocab_size, dim))
 
 
+def _stepper(config: TrainConfig, pool, table, center_vectors, outside_vectors, window, K,
+             batch_size):
+    """The engine's Stepper; the batched engine also gets config.threads."""
+    options = {"threads": config.threads} if config.engine == "batched" else {}
+    return ENGINES[config.engine].Stepper(pool, table, center_vectors, outside_vectors, config.loss,
+                                          window, K, batch_size, **options)
+
+
 def _warm_up(config: TrainConfig) -> float:
     """Compile (or load from numba's cache) the kernels the run uses on a tiny problem; seconds."""
     start = time.perf_counter()
@@ -152,8 +162,7 @@ def _warm_up(config: TrainConfig) -> float:
                                np.ones(2), 1, np.random.default_rng(0))
     table = NegativeTable.from_weights(np.ones(2))
     center, outside = np.zeros((2, config.dim)), np.zeros((2, config.dim))
-    engine = ENGINES[config.engine]
-    stepper = engine.Stepper(pool, table, center, outside, config.loss, 1, 1, 1)
+    stepper = _stepper(config, pool, table, center, outside, window=1, K=1, batch_size=1)
     stepper.run(np.random.default_rng(0), 0.1, 1)
     return time.perf_counter() - start
 
@@ -212,8 +221,8 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
         outside_vectors = np.ascontiguousarray(saved.outside_vectors, dtype=np.float64)
         resumed_from_step = saved.step
 
-    stepper = ENGINES[config.engine].Stepper(pool, table, center_vectors, outside_vectors,
-                                             config.loss, config.window, config.K, config.batch_size)
+    stepper = _stepper(config, pool, table, center_vectors, outside_vectors, config.window,
+                       config.K, config.batch_size)
     bar = _progress_bar(config, step, progress)
     # BLAS (naive softmax's products) on config.threads threads, 1 by default: the (50, V) x (V, 10)
     # products gain little from a second thread on a shared machine, and one keeps bit-identity

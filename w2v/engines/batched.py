@@ -25,12 +25,17 @@ iterations in one call.
 Naive softmax computes the whole (B, V) score matrix with BLAS products (scores V_c U^T, then
 P U and V_c^T P for the gradients) and a vectorisable exp: measured here about 2x faster than a
 numba loop over the vocabulary per window (20 ms -> 10 ms CPU per classic iteration). The
-trainer limits BLAS to one thread; everything is then single-threaded and bit-reproducible.
+trainer limits BLAS to one thread by default; everything is then single-threaded and
+bit-reproducible. With `Stepper(threads=2)` negative sampling computes the windows' gradients
+(`_neg_sampling_window`, independent per window) on numba threads and sums their losses in window
+order, while sampling and the update stay sequential: the same bits for any thread count.
 """
 import math
+import os
 
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from w2v.sampling import Minibatch, NegativeTable, SentencePool, draw_negative, fill_minibatch
 
@@ -40,6 +45,18 @@ LOSSES = ("naive_softmax", "neg_sampling")
 # NaN/inf the loss becomes. The code (and so the rounding) is fixed per machine, so a seed still
 # gives bit-identical vectors; the last bits may differ from the loop engine's (tested to 1e-10).
 _PAIR_FLAGS = {"reassoc", "contract", "nsz", "arcp"}
+
+
+def _prefer_workqueue_threads():
+    """Use numba's own thread pool (workqueue) rather than OpenMP's unless NUMBA_THREADING_LAYER
+    chose one: every iteration ends its parallel section at a barrier, and OpenMP's spinning
+    barrier made 2 threads 1.3-2x slower than 1 on the shared 2-core machine, while workqueue's
+    did not. Chosen at import: loading the kernels (even for 1 thread) starts numba's threads."""
+    if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+_prefer_workqueue_threads()
 
 
 @njit(cache=True)
@@ -57,11 +74,11 @@ def _pair_word(contexts, negatives, b, j, k):
 
 
 @njit(cache=True, fastmath=_PAIR_FLAGS)
-def _neg_sampling_minibatch(center_vectors, outside_vectors, centers, contexts, context_lengths,
-                            negatives, pair_coef, grad_v_c_batch):
-    """Summed loss of the windows. pair_coef[b, j, k] = dJ/d(u_w.v_c) of pair (j, k) of window b
-    (s(z) - 1 for the outside word, s(z) for a negative), grad_v_c_batch[b] = dJ/dv_c of window b.
-    Buffers: pair_coef (B, 2m, K + 1), grad_v_c_batch (B, d).
+def _neg_sampling_window(center_vectors, outside_vectors, centers, contexts, context_lengths,
+                         negatives, pair_coef, grad_v_c_batch, b):
+    """Loss of window b; fills pair_coef[b, j, k] = dJ/d(u_w.v_c) of its pair (j, k) (s(z) - 1
+    for the outside word, s(z) for a negative) and grad_v_c_batch[b] = its dJ/dv_c.
+    Reads only the parameters and writes only row b of the buffers, so windows are independent.
 
     Each pair costs -log s(x), x = z for the outside word and -z for a negative; with
     e = exp(-|x|) that is max(-x, 0) + log(1 + e), and 1 - s(x) = e/(1 + e) (x >= 0) or
@@ -69,32 +86,66 @@ def _neg_sampling_minibatch(center_vectors, outside_vectors, centers, contexts, 
     of the (1 + e) factors (each in [1, 2], so at most 2^(2m(K+1)), far from overflowing).
     """
     d = center_vectors.shape[1]
+    v_c = center_vectors[centers[b]]
+    grad_v_c = grad_v_c_batch[b]
+    for i in range(d):
+        grad_v_c[i] = 0.0
     loss = 0.0
+    product = 1.0
+    for j in range(context_lengths[b]):
+        for k in range(negatives.shape[2] + 1):
+            u_w = outside_vectors[_pair_word(contexts, negatives, b, j, k)]
+            z = 0.0
+            for i in range(d):
+                z += u_w[i] * v_c[i]
+            x = z if k == 0 else -z
+            e = math.exp(-abs(x))
+            one_minus_sigmoid = e / (1.0 + e) if x >= 0 else 1.0 / (1.0 + e)
+            if x < 0:
+                loss -= x
+            product *= 1.0 + e
+            # dJ/dz: s(z) - 1 for the outside word; s(z) = 1 - s(-z) for a negative
+            g = -one_minus_sigmoid if k == 0 else one_minus_sigmoid
+            pair_coef[b, j, k] = g
+            for i in range(d):
+                grad_v_c[i] += g * u_w[i]
+    return loss + math.log(product)
+
+
+@njit(cache=True)
+def _ordered_sum(values):
+    """values[0] + values[1] + ... in this order (no fast-math: the same bits however the terms
+    were computed, so the thread count cannot change the loss)."""
+    total = 0.0
+    for b in range(values.shape[0]):
+        total += values[b]
+    return total
+
+
+@njit(cache=True)
+def _neg_sampling_minibatch(center_vectors, outside_vectors, centers, contexts, context_lengths,
+                            negatives, pair_coef, grad_v_c_batch, window_losses):
+    """Summed loss of the windows, one after the other (see _neg_sampling_window).
+    Buffers: pair_coef (B, 2m, K + 1), grad_v_c_batch (B, d), window_losses (B,)."""
     for b in range(len(centers)):
-        v_c = center_vectors[centers[b]]
-        grad_v_c = grad_v_c_batch[b]
-        for i in range(d):
-            grad_v_c[i] = 0.0
-        product = 1.0
-        for j in range(context_lengths[b]):
-            for k in range(negatives.shape[2] + 1):
-                u_w = outside_vectors[_pair_word(contexts, negatives, b, j, k)]
-                z = 0.0
-                for i in range(d):
-                    z += u_w[i] * v_c[i]
-                x = z if k == 0 else -z
-                e = math.exp(-abs(x))
-                one_minus_sigmoid = e / (1.0 + e) if x >= 0 else 1.0 / (1.0 + e)
-                if x < 0:
-                    loss -= x
-                product *= 1.0 + e
-                # dJ/dz: s(z) - 1 for the outside word; s(z) = 1 - s(-z) for a negative
-                g = -one_minus_sigmoid if k == 0 else one_minus_sigmoid
-                pair_coef[b, j, k] = g
-                for i in range(d):
-                    grad_v_c[i] += g * u_w[i]
-        loss += math.log(product)
-    return loss
+        window_losses[b] = _neg_sampling_window(center_vectors, outside_vectors, centers, contexts,
+                                                context_lengths, negatives, pair_coef,
+                                                grad_v_c_batch, b)
+    return _ordered_sum(window_losses)
+
+
+@njit(cache=True, parallel=True)
+def _neg_sampling_minibatch_parallel(center_vectors, outside_vectors, centers, contexts,
+                                     context_lengths, negatives, pair_coef, grad_v_c_batch,
+                                     window_losses):
+    """_neg_sampling_minibatch with the windows spread over numba's threads: each window's
+    figures are computed by the same code whichever thread runs it, and the losses are summed in
+    window order afterwards, so the result is bit-identical to the sequential kernel's."""
+    for b in prange(len(centers)):
+        window_losses[b] = _neg_sampling_window(center_vectors, outside_vectors, centers, contexts,
+                                                context_lengths, negatives, pair_coef,
+                                                grad_v_c_batch, b)
+    return _ordered_sum(window_losses)
 
 
 @njit(cache=True)
@@ -183,10 +234,11 @@ def _naive_softmax_minibatch(center_vectors, outside_vectors, centers, contexts,
 
 @njit(cache=True)
 def _minibatch_gradient(center_vectors, outside_vectors, centers, contexts, context_lengths,
-                        negatives, naive, pair_coef, grad_v_c_batch, grad_outside_t, v_c_batch,
-                        probs, powers):
+                        negatives, naive, parallel, pair_coef, grad_v_c_batch, grad_outside_t,
+                        v_c_batch, probs, powers, window_losses):
     """Batch-mean loss of the minibatch, filling the gradient buffers (see the module docstring):
-    grad_v_c_batch (B, d) the per-window dJ/dv_c; negative sampling: pair_coef (B, 2m, K + 1);
+    grad_v_c_batch (B, d) the per-window dJ/dv_c; negative sampling: pair_coef (B, 2m, K + 1),
+    window_losses (B,), and parallel: spread the windows over numba's threads (same result);
     naive softmax: grad_outside_t (d, V) = batch-mean (dJ/dU)^T, v_c_batch (B, d), probs (B, V),
     powers (V,) scratch. The buffers a loss does not use may be empty."""
     scale = 1.0 / len(centers)
@@ -194,9 +246,14 @@ def _minibatch_gradient(center_vectors, outside_vectors, centers, contexts, cont
         loss = _naive_softmax_minibatch(center_vectors, outside_vectors, centers, contexts,
                                         context_lengths, scale, grad_outside_t, v_c_batch, probs,
                                         grad_v_c_batch, powers)
+    elif parallel:
+        loss = _neg_sampling_minibatch_parallel(center_vectors, outside_vectors, centers, contexts,
+                                                context_lengths, negatives, pair_coef,
+                                                grad_v_c_batch, window_losses)
     else:
         loss = _neg_sampling_minibatch(center_vectors, outside_vectors, centers, contexts,
-                                       context_lengths, negatives, pair_coef, grad_v_c_batch)
+                                       context_lengths, negatives, pair_coef, grad_v_c_batch,
+                                       window_losses)
     return loss * scale
 
 
@@ -232,9 +289,10 @@ def _scatter_gradient(center_vectors, centers, contexts, context_lengths, negati
 
 
 @njit(cache=True)
-def _train_steps(rng, pool_tokens, pool_offsets, window, prob, alias, naive, center_vectors,
-                 outside_vectors, lr, losses, centers, contexts, context_lengths, negatives,
-                 pair_coef, grad_v_c_batch, grad_outside_t, v_c_batch, probs, powers):
+def _train_steps(rng, pool_tokens, pool_offsets, window, prob, alias, naive, parallel,
+                 center_vectors, outside_vectors, lr, losses, centers, contexts, context_lengths,
+                 negatives, pair_coef, grad_v_c_batch, grad_outside_t, v_c_batch, probs, powers,
+                 window_losses):
     """len(losses) SGD iterations: sample a minibatch, gradient, step; losses[t] = batch loss.
 
     Stops after the first non-finite loss (without stepping) and returns the number of
@@ -244,8 +302,9 @@ def _train_steps(rng, pool_tokens, pool_offsets, window, prob, alias, naive, cen
         fill_minibatch(rng, pool_tokens, pool_offsets, window, prob, alias,
                        centers, contexts, context_lengths, negatives)
         loss = _minibatch_gradient(center_vectors, outside_vectors, centers, contexts,
-                                   context_lengths, negatives, naive, pair_coef, grad_v_c_batch,
-                                   grad_outside_t, v_c_batch, probs, powers)
+                                   context_lengths, negatives, naive, parallel, pair_coef,
+                                   grad_v_c_batch, grad_outside_t, v_c_batch, probs, powers,
+                                   window_losses)
         losses[t] = loss
         if not math.isfinite(loss):
             return t + 1
@@ -267,10 +326,11 @@ class _Buffers:
         self.v_c_batch = np.zeros((rows, dim))
         self.probs = np.zeros((rows, columns))
         self.powers = np.zeros(columns)
+        self.window_losses = np.zeros(batch_size)
 
     def args(self):
         return (self.pair_coef, self.grad_v_c_batch, self.grad_outside_t, self.v_c_batch,
-                self.probs, self.powers)
+                self.probs, self.powers, self.window_losses)
 
 
 def _check_loss(loss):
@@ -302,7 +362,7 @@ def minibatch_loss_and_gradient(center_vectors, outside_vectors, batch: Minibatc
     buffers = _Buffers(vocab_size, dim, len(batch.centers), batch.contexts.shape[1],
                        negatives.shape[2], naive)
     value = _minibatch_gradient(center_vectors, outside_vectors, batch.centers, batch.contexts,
-                                batch.context_lengths, negatives, naive, *buffers.args())
+                                batch.context_lengths, negatives, naive, False, *buffers.args())
     grad_center, grad_outside = np.zeros_like(center_vectors), np.zeros_like(outside_vectors)
     _scatter_gradient(center_vectors, batch.centers, batch.contexts, batch.context_lengths,
                       negatives, naive, buffers.pair_coef, buffers.grad_v_c_batch,
@@ -311,11 +371,20 @@ def minibatch_loss_and_gradient(center_vectors, outside_vectors, batch: Minibatc
 
 
 class Stepper:
-    """Runs SGD iterations in place on (center_vectors, outside_vectors) with the fused kernel."""
+    """Runs SGD iterations in place on (center_vectors, outside_vectors) with the fused kernel.
+
+    threads > 1: negative sampling computes the windows' gradients on that many numba threads
+    (capped at numba's NUMBA_NUM_THREADS, by default the number of cores); sampling and the
+    update stay sequential and the result is bit-identical to threads = 1. Naive softmax's
+    parallelism is BLAS's, set by the caller.
+    """
 
     def __init__(self, pool: SentencePool, table: NegativeTable, center_vectors, outside_vectors,
-                 loss, window, K, batch_size):
+                 loss, window, K, batch_size, threads=1):
         _check_loss(loss)
+        if isinstance(threads, bool) or int(threads) != threads or threads < 1:
+            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+        self.threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
         for name, vectors in (("center_vectors", center_vectors), ("outside_vectors", outside_vectors)):
             if vectors.dtype != np.float64 or not vectors.flags.c_contiguous or vectors.ndim != 2:
                 raise ValueError(f"{name}: trained in place, so it must be a C-contiguous "
@@ -335,10 +404,18 @@ class Stepper:
         Ends early after the first non-finite loss (the last entry), without applying it.
         """
         losses = np.empty(iterations)
-        done = _train_steps(rng, self.pool.tokens, self.pool.offsets, self.window, self.table.prob,
-                            self.table.alias, self.naive, self.center_vectors, self.outside_vectors,
-                            lr, losses, self.batch.centers, self.batch.contexts,
-                            self.batch.context_lengths, self.negatives, *self.buffers.args())
+        parallel = self.threads > 1 and not self.naive
+        previous_threads = numba.get_num_threads()
+        if parallel:
+            numba.set_num_threads(self.threads)
+        try:
+            done = _train_steps(rng, self.pool.tokens, self.pool.offsets, self.window,
+                                self.table.prob, self.table.alias, self.naive, parallel,
+                                self.center_vectors, self.outside_vectors, lr, losses,
+                                self.batch.centers, self.batch.contexts,
+                                self.batch.context_lengths, self.negatives, *self.buffers.args())
+        finally:
+            numba.set_num_threads(previous_threads)
         return losses[:done]
 
 
