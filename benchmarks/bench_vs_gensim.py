@@ -10,8 +10,10 @@ from unigram^0.75 of the corpus counts, the same subsampling (the assignment's k
 min(1, sqrt(t / count)), t = 1e-5 x total count) and the same number of centre words:
 
 - this project: w2v.trainer.train, batch 500 windows, lr 3.0 (the classic 0.3 per 50 windows scaled
-  with the batch size, see README "Benchmarks"), halved halfway as the classic run does, on
-  2 threads (train.threads = 2, as gensim's 2 workers; bit-identical to 1 thread, --threads 1);
+  with the batch size, see README "Benchmarks"), on 2 threads (train.threads = 2, as gensim's
+  2 workers; bit-identical to 1 thread, --threads 1), with each lr schedule: "linear" (decaying to
+  0 over the run as gensim's alpha, the like-for-like comparison) and "step" (the assignment's,
+  halved halfway as the classic run does);
 - gensim: Word2Vec(sg=1, negative=10, workers=2, its default alpha 0.025 decaying linearly to
   0.0001), trained for one pass over subsampled copies of the sentences (drawn exactly as this
   project's sentence pool) cut to the same number of tokens, with sample=0 (already subsampled)
@@ -57,11 +59,12 @@ def spearman(words, vectors):
     return word_similarity(kv, WORDSIM353).spearman, word_similarity(kv, SIMLEX999).spearman
 
 
-def run_ours(corpus, dim, seed, windows, threads):
+def run_ours(corpus, dim, seed, windows, threads, schedule):
     iterations = windows // BATCH
-    config = TrainConfig(dim=dim, window=WINDOW, K=K, lr=LR, batch_size=BATCH, iterations=iterations,
-                         anneal_every=max(iterations // 2, 1), log_every=max(iterations // 20, 1),
-                         checkpoint_every=iterations, seed=seed, threads=threads)
+    config = TrainConfig(dim=dim, window=WINDOW, K=K, lr=LR, lr_schedule=schedule, batch_size=BATCH,
+                         iterations=iterations, anneal_every=max(iterations // 2, 1),
+                         log_every=max(iterations // 20, 1), checkpoint_every=iterations, seed=seed,
+                         threads=threads)
     start, cpu = time.perf_counter(), time.process_time()
     result = train(corpus, config)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -112,7 +115,7 @@ def summarise(name, runs):
     speed = statistics.median(r["words"] / r["loop_seconds"] for r in runs)
     cpu_speed = statistics.median(r["words"] / r["cpu"] for r in runs)
     wall = statistics.median(r["wall"] for r in runs)
-    print(f"  {name:8s} {speed:12,.0f} {cpu_speed:14,.0f} {wall:9.1f}   {mean_spread([r['ws353'] for r in runs]):15s} "
+    print(f"  {name:11s} {speed:12,.0f} {cpu_speed:14,.0f} {wall:9.1f}   {mean_spread([r['ws353'] for r in runs]):15s} "
           f"{mean_spread([r['simlex'] for r in runs]):15s} {runs[0]['words']:>10,}")
     return {"speed": speed, "cpu_speed": cpu_speed, "wall": wall,
             "ws353": statistics.mean(r["ws353"] for r in runs)}
@@ -160,6 +163,8 @@ def main():
                         help="centre words per run (default: the classic 40,000 x 50)")
     parser.add_argument("--threads", type=int, default=2,
                         help="this trainer's train.threads (default 2, as gensim's workers)")
+    parser.add_argument("--schedules", nargs="+", default=["linear", "step"],
+                        choices=["linear", "step"], help="this trainer's train.lr_schedule(s)")
     parser.add_argument("--profile", action="store_true")
     options = parser.parse_args()
     windows = options.windows // BATCH * BATCH
@@ -174,15 +179,19 @@ def main():
     print(f"this trainer's start-up (numba loading its compiled kernels, once per process): "
           f"{time.perf_counter() - start:.1f} s, left out of the figures below")
     for dim in options.dims:
-        print(f"\ndim {dim}:  {'':8s} {'words/s':>12s} {'words/CPU-s':>14s} {'wall s':>9s}   "
+        print(f"\ndim {dim}:  {'':11s} {'words/s':>12s} {'words/CPU-s':>14s} {'wall s':>9s}   "
               f"{'WS353':15s} {'SimLex':15s} {'words':>10s}")
-        ours = summarise("ours", [run_ours(corpus, dim, seed, windows, options.threads) for seed in range(options.seeds)])
+        ours = {schedule: summarise(f"ours {schedule}", [
+            run_ours(corpus, dim, seed, windows, options.threads, schedule)
+            for seed in range(options.seeds)]) for schedule in options.schedules}
         theirs = summarise("gensim", [run_gensim(corpus, dim, seed, windows) for seed in range(options.seeds)])
         gensim_cpu_per_word = 1e9 / theirs["cpu_speed"]
         print(f"  gensim: {gensim_cpu_per_word:.0f} CPU-ns per centre word (all its threads)")
-        print(f"  ratio ours/gensim: throughput {ours['speed'] / theirs['speed']:.2f} (per CPU-second "
-              f"{ours['cpu_speed'] / theirs['cpu_speed']:.2f}), wall {ours['wall'] / theirs['wall']:.2f}, "
-              f"WS353 {ours['ws353'] - theirs['ws353']:+.3f} (difference of means)")
+        for schedule, figures in ours.items():
+            print(f"  ratio ours ({schedule})/gensim: throughput {figures['speed'] / theirs['speed']:.2f} "
+                  f"(per CPU-second {figures['cpu_speed'] / theirs['cpu_speed']:.2f}), wall "
+                  f"{figures['wall'] / theirs['wall']:.2f}, WS353 {figures['ws353'] - theirs['ws353']:+.3f} "
+                  f"(difference of means)")
     if options.profile:
         print("\nwhere this trainer's time goes (single thread, CPU time):")
         for dim in options.dims:

@@ -12,6 +12,7 @@ from pipeline.common import StageError
 
 LOSSES = ("naive_softmax", "neg_sampling")
 ENGINES = ("batched", "loop")
+LR_SCHEDULES = ("step", "linear")
 
 # key -> smallest allowed value; all of them are integers
 _POSITIVE_INTEGERS = {
@@ -38,6 +39,9 @@ def validate(cfg: DictConfig) -> None:
     lr = train.get("lr")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise StageError(f"train.lr must be a number > 0, got {lr!r}")
+    schedule = train.get("lr_schedule", "step")
+    if schedule not in LR_SCHEDULES:
+        raise StageError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
     if train.get("engine") not in ENGINES:
         raise StageError(f"train.engine must be one of {', '.join(ENGINES)}, got {train.get('engine')!r}")
     experiment = OmegaConf.select(cfg, "mlflow.experiment")

@@ -24,8 +24,8 @@ def test_defaults_are_the_classic_run():
     cfg = composed()
     assert cfg.loss.name == "neg_sampling"
     assert dict(cfg.train) == {
-        "dim": 10, "window": 5, "K": 10, "lr": 0.3, "iterations": 40000, "batch_size": 50,
-        "anneal_every": 20000, "checkpoint_every": 5000, "log_every": 10, "engine": "batched",
+        "dim": 10, "window": 5, "K": 10, "lr": 0.3, "lr_schedule": "step", "iterations": 40000,
+        "batch_size": 50, "anneal_every": 20000, "checkpoint_every": 5000, "log_every": 10, "engine": "batched",
         "seed": 0, "pool_copies": 30, "threads": 1}
     assert cfg.mlflow.experiment == "w2v"
     validate(cfg)
@@ -43,7 +43,7 @@ def test_sweep_dimensions_compose():
 @pytest.mark.parametrize("key, value", [
     ("train.window", 0), ("train.K", 0), ("train.lr", 0), ("train.lr", -0.1), ("train.dim", 0),
     ("train.iterations", 0), ("train.batch_size", 0), ("train.window", 2.5), ("train.lr", "fast"),
-    ("train.engine", "gpu"), ("loss.name", "hinge"), ("train.log_every", 0), ("train.checkpoint_every", -1),
+    ("train.engine", "gpu"), ("train.lr_schedule", "cosine"), ("loss.name", "hinge"), ("train.log_every", 0), ("train.checkpoint_every", -1),
 ])
 def test_invalid_values_name_their_key(key, value):
     cfg = composed()

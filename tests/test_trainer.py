@@ -8,7 +8,7 @@ import pytest
 from w2v.checkpoint import clear_checkpoint, load_checkpoint, read_checkpoint_metadata
 from w2v.corpus import build_corpus
 from w2v.trainer import (DivergenceError, LogRecord, TrainConfig, TrainHooks, config_fingerprint,
-                         held_out_loss, initial_vectors, train)
+                         held_out_loss, initial_vectors, learning_rate, train)
 
 SMALL = dict(dim=5, window=3, K=4, lr=0.3, iterations=60, batch_size=8, anneal_every=20,
              checkpoint_every=20, log_every=10, pool_copies=2)
@@ -39,7 +39,7 @@ class Recorder(TrainHooks):
     ("loss", "hinge"), ("engine", "gpu"), ("dim", 0), ("window", -1), ("K", 0), ("lr", 0.0),
     ("lr", float("nan")), ("lr", "0.3"), ("iterations", 0), ("batch_size", 2.5),
     ("anneal_every", 0), ("checkpoint_every", 0), ("log_every", 0), ("seed", -1),
-    ("pool_copies", 0), ("threads", 0), ("dim", True),
+    ("pool_copies", 0), ("threads", 0), ("dim", True), ("lr_schedule", "cosine"),
 ])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -91,6 +91,62 @@ def test_lr_halves_every_anneal_every_and_loss_is_smoothed_as_the_reference(corp
                                                      rel=1e-15)
         assert record.windows_per_second > 0
     assert len({r.loss for r in hooks.records}) == len(hooks.records)
+
+
+def test_learning_rate_schedules_at_given_iterations():
+    step = TrainConfig(lr=0.4, anneal_every=20, iterations=100)
+    assert [learning_rate(step, t) for t in (1, 20, 21, 40, 41, 100)] == [0.4, 0.4, 0.2, 0.2, 0.1, 0.025]
+    linear = TrainConfig(lr=0.4, lr_schedule="linear", iterations=100)
+    assert learning_rate(linear, 1) == 0.4
+    assert learning_rate(linear, 51) == pytest.approx(0.2, rel=1e-15)
+    assert learning_rate(linear, 100) == pytest.approx(0.004, rel=1e-15)
+    np.testing.assert_allclose(learning_rate(linear, np.array([1, 26, 76])), [0.4, 0.3, 0.1], rtol=1e-15)
+    long = TrainConfig(lr=1.0, lr_schedule="linear", iterations=10**6)
+    assert learning_rate(long, 10**6) == 1e-4  # word2vec's floor: lr * 1e-4
+
+
+def test_linear_schedule_trains_with_the_logged_decaying_lr(corpus):
+    hooks = Recorder()
+    linear = train(corpus, TrainConfig(**SMALL, lr_schedule="linear"), hooks=hooks)
+    assert [r.lr for r in hooks.records] == pytest.approx([0.3 * (1 - (s - 1) / 60)
+                                                          for s in (10, 20, 30, 40, 50, 60)], rel=1e-15)
+    step = train(corpus, TrainConfig(**SMALL))
+    assert not np.allclose(linear.center_vectors, step.center_vectors)
+    # the loop engine, which takes one step size per call, follows the same schedule
+    reference = train(corpus, TrainConfig(**SMALL, lr_schedule="linear", engine="loop"))
+    np.testing.assert_allclose(linear.center_vectors, reference.center_vectors, rtol=0, atol=1e-10)
+
+
+class StopAt(TrainHooks):
+    """Interrupts training right before the checkpoint of iteration `step` is written."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def before_checkpoint(self, step):
+        if step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_linear_schedule_resumes_to_the_same_vectors(corpus, tmp_path):
+    config = TrainConfig(**SMALL, lr_schedule="linear")
+    whole = train(corpus, config)
+    with pytest.raises(KeyboardInterrupt):
+        train(corpus, config, checkpoint_dir=tmp_path, hooks=StopAt(40))
+    resumed = train(corpus, config, checkpoint_dir=tmp_path)
+    assert resumed.resumed_from_step == 20
+    assert np.array_equal(resumed.center_vectors, whole.center_vectors)
+    assert np.array_equal(resumed.outside_vectors, whole.outside_vectors)
+    assert resumed.loss_smoothed == whole.loss_smoothed
+
+
+def test_fingerprint_counts_iterations_only_for_the_linear_schedule(corpus):
+    def fingerprint(**changes):
+        return config_fingerprint(TrainConfig(**{**SMALL, **changes}), corpus)
+
+    assert fingerprint() == fingerprint(iterations=999)
+    assert fingerprint(lr_schedule="linear") != fingerprint()
+    assert fingerprint(lr_schedule="linear") != fingerprint(lr_schedule="linear", iterations=999)
 
 
 def test_logged_loss_is_the_minibatch_loss_of_that_iteration(corpus):

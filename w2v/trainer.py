@@ -13,8 +13,11 @@
 - Iteration t = 1..iterations: a minibatch of `batch_size` windows (w2v.sampling), batch-mean loss
   and gradient, x -= lr * gradient. After iteration t: at t % log_every == 0 the smoothed loss is
   updated (first value = that loss, then 0.95 old + 0.05 new, as the reference, which only looks at
-  the loss every 10 iterations) and hooks.on_log is called; at t % anneal_every == 0 lr halves; at
-  t % checkpoint_every == 0 and at the last iteration a checkpoint is written.
+  the loss every 10 iterations) and hooks.on_log is called; at t % checkpoint_every == 0 and at the
+  last iteration a checkpoint is written.
+- Step size of iteration t (`learning_rate`, a function of t only, so a resumed run takes the same
+  steps): lr_schedule "step" (the assignment's) halves lr after every anneal_every iterations;
+  "linear" (word2vec's and gensim's) decays it linearly from lr towards 0 over the run.
 """
 import hashlib
 import json
@@ -33,6 +36,8 @@ from w2v.engines.batched import window_loss_sum
 from w2v.sampling import NegativeTable, build_sentence_pool
 
 LOSSES = ("naive_softmax", "neg_sampling")
+LR_SCHEDULES = ("step", "linear")
+LINEAR_FLOOR = 1e-4  # the linear schedule never goes below lr * LINEAR_FLOOR (word2vec's floor)
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,8 @@ class TrainConfig:
 
     dim: vector size d; window: maximum half-width m (each window draws its size in 1..m);
     K: negatives per outside word (neg_sampling only); lr: initial SGD step; iterations: minibatches;
-    batch_size: windows per minibatch; anneal_every: lr halves after every this many iterations;
+    batch_size: windows per minibatch; lr_schedule: "step" | "linear" (see `learning_rate`);
+    anneal_every: with the step schedule, lr halves after every this many iterations;
     checkpoint_every / log_every: in iterations; engine: "batched" | "loop"; seed: >= 0;
     pool_copies: subsampled copies of the corpus in the sentence pool; threads: for negative
     sampling with the batched engine, numba threads computing the windows' gradients (sampling
@@ -54,6 +60,7 @@ class TrainConfig:
     window: int = 5
     K: int = 10
     lr: float = 0.3
+    lr_schedule: str = "step"
     iterations: int = 40000
     batch_size: int = 50
     anneal_every: int = 20000
@@ -67,6 +74,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                             f"got {self.lr_schedule!r}")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         for name in ("dim", "window", "K", "iterations", "batch_size", "anneal_every",
@@ -129,17 +139,51 @@ class TrainResult:
 
 
 def config_fingerprint(config: TrainConfig, corpus) -> str:
-    """sha256 of everything that shapes the training trajectory: the config except iterations and
-    checkpoint_every (a longer run passes through the same states), and the training sentences and
-    counts of the corpus."""
+    """sha256 of everything that shapes the training trajectory: the config except
+    checkpoint_every and, with the step schedule, iterations (a longer run passes through the same
+    states; the linear schedule's steps depend on it), and the training sentences and counts of
+    the corpus. lr_schedule only counts when it is not the default "step", so checkpoints written
+    before it existed still match."""
     settings = asdict(config)
-    del settings["iterations"], settings["checkpoint_every"]
+    del settings["checkpoint_every"]
+    if config.lr_schedule == "step":
+        del settings["iterations"], settings["lr_schedule"]
     tokens, offsets = corpus.training_sentences()
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for array in (np.asarray(tokens, np.int64), np.asarray(offsets, np.int64),
                   np.asarray(corpus.counts, np.int64)):
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
+
+
+def learning_rate(config: TrainConfig, iteration):
+    """Step size of iteration `iteration` (1-based; an int or an integer array of them).
+
+    "step": lr * 0.5 ** ((t - 1) // anneal_every), the assignment's halving after every
+    anneal_every iterations. "linear": lr * max(1 - (t - 1) / iterations, LINEAR_FLOOR), from lr
+    at the first iteration to lr / iterations at the last, as word2vec and gensim decay alpha.
+    """
+    t = np.asarray(iteration, dtype=np.int64)
+    if config.lr_schedule == "linear":
+        rates = config.lr * np.maximum(1.0 - (t - 1) / config.iterations, LINEAR_FLOOR)
+    else:
+        rates = config.lr * 0.5 ** ((t - 1) // config.anneal_every)
+    return float(rates) if rates.ndim == 0 else rates
+
+
+def _run_iterations(stepper, config: TrainConfig, rng, first, last) -> np.ndarray:
+    """Iterations first..last with their scheduled step sizes; their batch losses (see
+    Stepper.run). The batched engine takes one step size per iteration, the loop engine one per
+    call."""
+    rates = learning_rate(config, np.arange(first, last + 1))
+    if config.engine == "batched" or np.all(rates == rates[0]):
+        return stepper.run(rng, rates if config.engine == "batched" else float(rates[0]), len(rates))
+    losses = []
+    for rate in rates:
+        losses.append(stepper.run(rng, float(rate), 1))
+        if len(losses[-1]) == 0 or not np.isfinite(losses[-1][-1]):
+            break
+    return np.concatenate(losses)
 
 
 def initial_vectors(vocab_size, dim, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +249,7 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
     table = NegativeTable.from_weights(corpus.neg_weight)
     fingerprint = config_fingerprint(config, corpus)
 
-    step, lr, loss_smoothed = 0, config.lr, None
+    step, loss_smoothed = 0, None
     rng = np.random.default_rng(train_seed)
     center_vectors, outside_vectors = initial_vectors(corpus.vocab_size, config.dim,
                                                       np.random.default_rng(init_seed))
@@ -215,7 +259,7 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
         if saved.step > config.iterations:
             raise ValueError(f"checkpoint_dir: its checkpoint is at iteration {saved.step}, past "
                              f"iterations={config.iterations}; use another folder or delete it")
-        step, lr, loss_smoothed = saved.step, saved.lr, saved.loss_smoothed
+        step, loss_smoothed = saved.step, saved.loss_smoothed
         rng.bit_generator.state = saved.rng_state
         center_vectors = np.ascontiguousarray(saved.center_vectors, dtype=np.float64)
         outside_vectors = np.ascontiguousarray(saved.outside_vectors, dtype=np.float64)
@@ -232,9 +276,10 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
     try:
         while step < config.iterations:
             target = _next_event(step, config)
-            losses = stepper.run(rng, lr, target - step)
+            losses = _run_iterations(stepper, config, rng, step + 1, target)
             if len(losses) < target - step or not np.isfinite(losses[-1]):
-                raise DivergenceError(step + len(losses), float(losses[-1]), lr)
+                failed = step + len(losses)
+                raise DivergenceError(failed, float(losses[-1]), learning_rate(config, failed))
             step = target
             if bar is not None:
                 bar.update(len(losses))
@@ -245,17 +290,15 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
                 windows = (step - last_log_step) * config.batch_size
                 speed = windows / max(now - last_log_time, 1e-12)
                 last_log_step, last_log_time = step, now
-                hooks.on_log(LogRecord(step, loss, loss_smoothed, lr, speed))
+                hooks.on_log(LogRecord(step, loss, loss_smoothed, learning_rate(config, step), speed))
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss_smoothed:.3f}", refresh=False)
-            if step % config.anneal_every == 0:
-                lr *= 0.5
             if checkpoint_dir is not None and (step % config.checkpoint_every == 0
                                                or step == config.iterations):
                 hooks.before_checkpoint(step)
                 save_checkpoint(checkpoint_dir, Checkpoint(
-                    step, lr, loss_smoothed, rng.bit_generator.state, center_vectors,
-                    outside_vectors, fingerprint, metadata))
+                    step, learning_rate(config, step + 1), loss_smoothed, rng.bit_generator.state,
+                    center_vectors, outside_vectors, fingerprint, metadata))
     finally:
         blas_threads.restore_original_limits()
         if bar is not None:

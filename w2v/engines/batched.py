@@ -290,10 +290,11 @@ def _scatter_gradient(center_vectors, centers, contexts, context_lengths, negati
 
 @njit(cache=True)
 def _train_steps(rng, pool_tokens, pool_offsets, window, prob, alias, naive, parallel,
-                 center_vectors, outside_vectors, lr, losses, centers, contexts, context_lengths,
+                 center_vectors, outside_vectors, rates, losses, centers, contexts, context_lengths,
                  negatives, pair_coef, grad_v_c_batch, grad_outside_t, v_c_batch, probs, powers,
                  window_losses):
-    """len(losses) SGD iterations: sample a minibatch, gradient, step; losses[t] = batch loss.
+    """len(losses) SGD iterations: sample a minibatch, gradient, step of size rates[t];
+    losses[t] = batch loss.
 
     Stops after the first non-finite loss (without stepping) and returns the number of
     iterations run.
@@ -310,7 +311,7 @@ def _train_steps(rng, pool_tokens, pool_offsets, window, prob, alias, naive, par
             return t + 1
         # SGD: the parameters are the outputs of the scatter, with factor -lr
         _scatter_gradient(center_vectors, centers, contexts, context_lengths, negatives, naive,
-                          pair_coef, grad_v_c_batch, grad_outside_t, -lr, center_vectors,
+                          pair_coef, grad_v_c_batch, grad_outside_t, -rates[t], center_vectors,
                           outside_vectors)
     return len(losses)
 
@@ -399,11 +400,13 @@ class Stepper:
                                 2 * window, K, self.naive)
 
     def run(self, rng, lr, iterations) -> np.ndarray:
-        """`iterations` SGD steps with step size lr; returns their batch losses float64 (n,).
+        """`iterations` SGD steps with step size lr (a number, or one per iteration: float
+        (iterations,)); returns their batch losses float64 (n,).
 
         Ends early after the first non-finite loss (the last entry), without applying it.
         """
         losses = np.empty(iterations)
+        rates = np.ascontiguousarray(np.broadcast_to(np.asarray(lr, np.float64), (iterations,)))
         parallel = self.threads > 1 and not self.naive
         previous_threads = numba.get_num_threads()
         if parallel:
@@ -411,7 +414,7 @@ class Stepper:
         try:
             done = _train_steps(rng, self.pool.tokens, self.pool.offsets, self.window,
                                 self.table.prob, self.table.alias, self.naive, parallel,
-                                self.center_vectors, self.outside_vectors, lr, losses,
+                                self.center_vectors, self.outside_vectors, rates, losses,
                                 self.batch.centers, self.batch.contexts,
                                 self.batch.context_lengths, self.negatives, *self.buffers.args())
         finally:
