@@ -16,12 +16,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# dvc repro does not compose conf/, so bring params.yaml up to date first.
+# dvc repro does not compose conf/, so bring params.yaml up to date first
+# (with optional Hydra overrides: make repro OVERRIDES="corpus.url=../shared/data/stanfordSentimentTreebank").
 params: $(STAMP)
-	$(BIN)/python -m pipeline.params
+	$(BIN)/python -m pipeline.params $(OVERRIDES)
 
+# Stage commands call `python`: the one in .venv, so put it first on PATH.
 repro: params
-	$(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
