@@ -1,7 +1,8 @@
 """Training speed on the SST vocabulary, classic configuration (dim 10, m 5, K 10, lr 0.3, batch 50):
 the loop engine (per-pair reference functions) against the batched numba kernel, seconds per
 iteration as medians over repeats, their ratio and the projected wall time of 40,000 iterations;
-naive softmax on the batched engine; then the full classic 40,000-iteration run through
+the batched engine on 2 threads (train.threads = 2, bit-identical results); naive softmax on the
+batched engine; then the full classic 40,000-iteration run through
 w2v.trainer.train (wall time and final smoothed loss; the original assignment reports 9.81).
 
     python benchmarks/bench_train.py                 # about 2 minutes
@@ -37,14 +38,16 @@ def load():
     return read_sst(SST), str(SST)
 
 
-def seconds_per_iteration(engine, corpus, pool, table, loss, iterations, repeats):
+def seconds_per_iteration(engine, corpus, pool, table, loss, iterations, repeats, threads=1):
     """Wall and CPU seconds per iteration over `repeats` runs of `iterations` steps (after a
     warm-up): (median wall, min wall, max wall, median CPU). On a shared machine the CPU time of
-    this single-threaded process is the better estimate of the uncontended wall time."""
+    this single-threaded process is the better estimate of the uncontended wall time (with
+    threads > 1 it is the sum over the threads)."""
     center_vectors, outside_vectors = initial_vectors(corpus.vocab_size, CLASSIC.dim,
                                                       np.random.default_rng(0))
+    options = {"threads": threads} if threads > 1 else {}
     stepper = ENGINES[engine].Stepper(pool, table, center_vectors, outside_vectors, loss,
-                                      CLASSIC.window, CLASSIC.K, CLASSIC.batch_size)
+                                      CLASSIC.window, CLASSIC.K, CLASSIC.batch_size, **options)
     rng = np.random.default_rng(1)
     stepper.run(rng, CLASSIC.lr, 2)  # compile / load the kernels (and numba's BLAS), warm caches
     threadpool_limits(limits=1, user_api="blas")  # as w2v.trainer.train does
@@ -59,7 +62,7 @@ def seconds_per_iteration(engine, corpus, pool, table, loss, iterations, repeats
 
 def report(name, timing, iterations, repeats):
     median, fastest, slowest, cpu = timing
-    print(f"{name:<28} wall {median * 1e3:9.3f} ms/it (min {fastest * 1e3:.3f}, max {slowest * 1e3:.3f};"
+    print(f"{name:<31} wall {median * 1e3:9.3f} ms/it (min {fastest * 1e3:.3f}, max {slowest * 1e3:.3f};"
           f" {repeats} x {iterations} it), CPU {cpu * 1e3:9.3f} ms/it"
           f" -> 40k: wall {median * FULL_RUN:7.1f} s, CPU {cpu * FULL_RUN:7.1f} s")
 
@@ -89,14 +92,17 @@ def main():
           f"{pool.num_sentences} sentences; dim {CLASSIC.dim}, m {CLASSIC.window}, K {CLASSIC.K}, "
           f"batch {CLASSIC.batch_size}")
 
-    plan = [("loop", "neg_sampling", 20 if quick else 100, 3),
-            ("batched", "neg_sampling", 1000 if quick else 5000, 5),
-            ("batched", "naive_softmax", 10 if quick else 50, 3)]
+    plan = [("loop", "neg_sampling", 1, 20 if quick else 100, 3),
+            ("batched", "neg_sampling", 1, 1000 if quick else 5000, 5),
+            ("batched", "neg_sampling", 2, 1000 if quick else 5000, 5),
+            ("batched", "naive_softmax", 1, 10 if quick else 50, 3)]
     timings = {}
-    for engine, loss, iterations, repeats in plan:
-        timings[engine, loss] = seconds_per_iteration(engine, corpus, pool, table, loss,
-                                                      iterations, repeats)
-        report(f"{engine} {loss}", timings[engine, loss], iterations, repeats)
+    for engine, loss, threads, iterations, repeats in plan:
+        timing = seconds_per_iteration(engine, corpus, pool, table, loss, iterations, repeats, threads)
+        if threads == 1:
+            timings[engine, loss] = timing
+        report(f"{engine} {loss}" + (f" {threads} threads" if threads > 1 else ""), timing,
+               iterations, repeats)
     ratio = timings["loop", "neg_sampling"][0] / timings["batched", "neg_sampling"][0]
     cpu_ratio = timings["loop", "neg_sampling"][3] / timings["batched", "neg_sampling"][3]
     print(f"batched speed-up over loop (neg_sampling): {ratio:.0f}x wall, {cpu_ratio:.0f}x CPU")
