@@ -11,7 +11,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from pipeline.common import StageError
 from pipeline.compare import compare, resolve_parent
-from test_train_stage import empty_store, empty_store_template, fixture_corpus, run_env  # noqa: F401 (fixtures)
+from test_train_stage import run_env
 
 # eval_ws353_spearman per (dim, seed); loss curves decay towards a level that depends on dim
 WS353 = {(5, 0): 0.10, (5, 1): 0.12, (5, 2): 0.14, (10, 0): 0.20, (10, 1): 0.25, (10, 2): 0.30}

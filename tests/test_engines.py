@@ -7,7 +7,7 @@ import pytest
 from w2v import gradcheck
 from w2v.corpus import build_corpus
 from w2v.engines import ENGINES, batched, loop
-from w2v.sampling import Minibatch, NegativeTable, build_sentence_pool, sample_minibatch
+from w2v.sampling import Minibatch, NegativeTable, build_sentence_pool
 from w2v.trainer import TrainConfig, train
 
 LOSSES = ("neg_sampling", "naive_softmax")

@@ -57,17 +57,10 @@ def naive_softmax_dev_loss(corpus, center_vectors, outside_vectors, window) -> f
     return total / windows
 
 
-@pytest.fixture(scope="module")
-def store_template(tmp_path_factory) -> Path:
-    database = tmp_path_factory.mktemp("store") / "mlflow.db"
-    MlflowClient(f"sqlite:///{database}").search_experiments()
-    return database
-
-
 @pytest.fixture
-def project(tmp_path, store_template, monkeypatch):
+def project(tmp_path, empty_store_template, monkeypatch):
     """A processed corpus (train_on=train), a model folder trained on it, and an MLflow run."""
-    shutil.copy(store_template, tmp_path / "mlflow.db")
+    shutil.copy(empty_store_template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     corpus = build_corpus(TRAIN + DEV + TEST, split=[1] * len(TRAIN) + [3] * len(DEV) + [2] * len(TEST), train_on="train")

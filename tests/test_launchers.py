@@ -1,7 +1,6 @@
 """The cluster launcher configs (conf/hydra/launcher/): the SLURM one composes onto submitit's SLURM
 launcher, and its local stand-in, built from the same resources file, runs a real sweep of the
 training module whose jobs log to the store named by MLFLOW_TRACKING_URI."""
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir

@@ -6,7 +6,7 @@ import sys
 from mlflow.tracking import MlflowClient
 
 # shared fixtures and helpers (pytest puts tests/ on sys.path)
-from test_train_stage import empty_store, empty_store_template, fixture_corpus, run_env, steps_of  # noqa: F401
+from test_train_stage import run_env, steps_of
 
 
 def sweep_command(corpus, tmp_path, *overrides):

@@ -2,11 +2,10 @@
 logging into a real SQLite MLflow store in tmp_path, queried with MlflowClient.
 
 Also the helpers its outputs rest on (w2v.vectors, w2v.plots, pipeline.tracking.tracking_uri).
-`fixture_corpus` and `empty_store` are imported by test_sweep.py.
+`fixture_corpus` and `empty_store` are fixtures of conftest.py.
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,38 +19,11 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import tracking
 from pipeline.train import MODEL_FILES
-from w2v.corpus import build_corpus, save_corpus
 from w2v.plots import VISUALIZE_WORDS, plot_loss, plot_word_vectors, svd_projection
 from w2v.vectors import load_vectors, read_word2vec_text, save_vectors, write_word2vec_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STEP_METRICS = ("loss", "loss_smoothed", "lr", "windows_per_second")
-
-
-@pytest.fixture(scope="session")
-def fixture_corpus(tmp_path_factory) -> Path:
-    """A processed corpus of 400 random sentences over the 24 plotted words and 40 others."""
-    rng = np.random.default_rng(0)
-    words = VISUALIZE_WORDS + [f"w{i}" for i in range(40)]
-    sentences = [list(rng.choice(words, size=rng.integers(4, 12))) for _ in range(400)]
-    folder = tmp_path_factory.mktemp("corpus") / "processed"
-    save_corpus(build_corpus(sentences, split=[1, 1, 3, 2] * 100), folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def empty_store_template(tmp_path_factory) -> Path:
-    """An empty SQLite store with MLflow's tables (creating them takes seconds; copying does not)."""
-    database = tmp_path_factory.mktemp("store") / "mlflow.db"
-    MlflowClient(f"sqlite:///{database}").search_experiments()
-    return database
-
-
-@pytest.fixture
-def empty_store(tmp_path, empty_store_template) -> str:
-    """A fresh copy of the empty store in tmp_path; its tracking URI."""
-    shutil.copy(empty_store_template, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 def train_command(corpus: Path, tmp_path: Path, *overrides: str) -> list[str]:
