@@ -110,14 +110,14 @@ def test_server_is_on_loopback_postgresql_with_a_private_generated_password(serv
     assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
 
     # The store is PostgreSQL: MLflow's tables are there, reachable with the password only.
-    import psycopg2
+    import psycopg  # the driver SQLAlchemy (and so MLflow) uses for postgresql:// URIs
 
-    with psycopg2.connect(host="127.0.0.1", port=server.db_port, user="mlflow", password=password,
+    with psycopg.connect(host="127.0.0.1", port=server.db_port, user="mlflow", password=password,
                           dbname="mlflow") as connection, connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM information_schema.tables WHERE table_name IN ('runs', 'metrics')")
         assert cursor.fetchone()[0] == 2
-    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-        psycopg2.connect(host="127.0.0.1", port=server.db_port, user="mlflow", password="wrong", dbname="mlflow")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(host="127.0.0.1", port=server.db_port, user="mlflow", password="wrong", dbname="mlflow")
 
 
 @requires_postgresql

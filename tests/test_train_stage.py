@@ -97,9 +97,10 @@ def test_single_run_records_params_tags_metrics_and_artifacts(fixture_corpus, em
 
 def test_killed_run_resumes_into_the_same_run_with_every_step_once(fixture_corpus, empty_store, tmp_path):
     # log every iteration: 1000 buffered values are flushed at step 250 and 550, between the
-    # checkpoints at 300 and 600, so the kill happens with steps logged past the last checkpoint
+    # checkpoints at 300 and 600, so the kill happens with steps logged past the last checkpoint;
+    # large batches keep those stretches long enough for the poll below to see them
     command = train_command(fixture_corpus, tmp_path, "train.iterations=800", "train.checkpoint_every=300",
-                            "train.log_every=1", "train.engine=loop")
+                            "train.log_every=1", "train.engine=loop", "train.batch_size=200")
     env = run_env(empty_store)
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     client = MlflowClient(empty_store)
