@@ -84,8 +84,10 @@ class Server:
                     server.cut_first -= 1
                     body = body[: len(body) // 2]
                     self.close_connection = True
-                self.wfile.write(body)
+                # counted before writing: the client may have the bytes, and the test may check them,
+                # before this thread runs its next line
                 server.bytes_sent += len(body)
+                self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
