@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from w2v.corpus import load_corpus
 from w2v.engines import ENGINES
 from w2v.readers import read_sst
-from w2v.sampling import NegativeTable, build_sentence_pool
+from w2v.sampling import NegativeTable, build_sentence_pool, training_streams
 from w2v.trainer import TrainConfig, initial_vectors, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def seconds_per_iteration(engine, corpus, pool, table, loss, iterations, repeats
     options = {"threads": threads} if threads > 1 else {}
     stepper = ENGINES[engine].Stepper(pool, table, center_vectors, outside_vectors, loss,
                                       CLASSIC.window, CLASSIC.K, CLASSIC.batch_size, **options)
-    rng = np.random.default_rng(1)
+    rng = training_streams(1)
     stepper.run(rng, CLASSIC.lr, 2)  # compile / load the kernels (and numba's BLAS), warm caches
     threadpool_limits(limits=1, user_api="blas")  # as w2v.trainer.train does
     times, cpu_times = [], []

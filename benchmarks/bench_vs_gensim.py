@@ -136,7 +136,7 @@ def profile(corpus, dim, iterations=200):
     pairs, sampling = 0, 0.0
     for _ in range(iterations):
         start = time.process_time()
-        fill_minibatch(rng, *sample_args)
+        fill_minibatch((rng,), *sample_args)
         sampling += time.process_time() - start
         pairs += int(batch.context_lengths.sum())
     center_vectors = np.random.default_rng(1).uniform(-0.5, 0.5, (corpus.vocab_size, dim)) / dim

@@ -7,7 +7,7 @@ import pytest
 from w2v import gradcheck
 from w2v.corpus import build_corpus
 from w2v.engines import ENGINES, batched, loop
-from w2v.sampling import Minibatch, NegativeTable, build_sentence_pool
+from w2v.sampling import Minibatch, NegativeTable, build_sentence_pool, training_streams
 from w2v.trainer import TrainConfig, train
 
 LOSSES = ("neg_sampling", "naive_softmax")
@@ -108,8 +108,9 @@ def small_corpus(seed=0, sentences=120, vocab=40):
                          for _ in range(sentences)])
 
 
+@pytest.mark.parametrize("streams", [False, True])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_steppers_consume_the_same_draws_and_update_the_same(loss):
+def test_steppers_consume_the_same_draws_and_update_the_same(loss, streams):
     corpus = small_corpus()
     tokens, offsets = corpus.training_sentences()
     pool = build_sentence_pool(tokens, offsets, np.ones(corpus.vocab_size), 2,
@@ -119,9 +120,10 @@ def test_steppers_consume_the_same_draws_and_update_the_same(loss):
     for name, engine in ENGINES.items():
         center_vectors, outside_vectors = random_vectors(corpus.vocab_size, 5, seed=1)
         stepper = engine.Stepper(pool, table, center_vectors, outside_vectors, loss, 3, 4, 16)
-        rng = np.random.default_rng(42)
-        losses = stepper.run(rng, 0.5, 1)
-        results[name] = (losses, center_vectors, outside_vectors, rng.bit_generator.state)
+        rngs = training_streams(42) if streams else (np.random.default_rng(42),)
+        losses = stepper.run(rngs if streams else rngs[0], 0.5, 1)
+        results[name] = (losses, center_vectors, outside_vectors,
+                         [rng.bit_generator.state for rng in rngs])
     np.testing.assert_allclose(results["batched"][0], results["loop"][0], rtol=0, atol=1e-10)
     np.testing.assert_allclose(results["batched"][1], results["loop"][1], rtol=0, atol=1e-10)
     np.testing.assert_allclose(results["batched"][2], results["loop"][2], rtol=0, atol=1e-10)
@@ -198,7 +200,7 @@ def test_threaded_stepper_is_bit_identical_and_restores_numba_threads():
         before = numba.get_num_threads()
         stepper = batched.Stepper(pool, table, center_vectors, outside_vectors, "neg_sampling",
                                   3, 5, 64, threads=threads)
-        losses = stepper.run(np.random.default_rng(9), 0.5, 20)
+        losses = stepper.run(training_streams(9), 0.5, 20)
         assert numba.get_num_threads() == before
         results.append((losses, center_vectors, outside_vectors))
     for one, two in zip(*results):

@@ -7,6 +7,7 @@ import pytest
 
 from w2v.checkpoint import clear_checkpoint, load_checkpoint, read_checkpoint_metadata
 from w2v.corpus import build_corpus
+from w2v.sampling import TRAINING_STREAMS
 from w2v.trainer import (DivergenceError, LogRecord, TrainConfig, TrainHooks, config_fingerprint,
                          held_out_loss, initial_vectors, learning_rate, train)
 
@@ -205,7 +206,8 @@ def test_a_checkpoint_of_another_config_is_an_error(corpus, tmp_path):
     with pytest.raises(ValueError, match="checkpoint_dir.*past iterations"):
         train(corpus, TrainConfig(**{**SMALL, "iterations": 30}), checkpoint_dir=tmp_path)
     record = json.loads((tmp_path / "checkpoint.json").read_text())
-    assert record["step"] == 60 and record["rng_state"]["bit_generator"] == "PCG64"
+    assert record["step"] == 60 and len(record["rng_states"]) == TRAINING_STREAMS
+    assert {state["bit_generator"] for state in record["rng_states"]} == {"PCG64"}
 
 
 def test_held_out_loss_hand_computed_at_zero_outside_vectors():
@@ -272,6 +274,7 @@ def test_two_threads_give_bit_identical_negative_sampling_vectors(corpus, dim):
 PROGRESS_CHILD = """
 import numpy as np
 from w2v.corpus import build_corpus
+from w2v.sampling import TRAINING_STREAMS
 from w2v.trainer import TrainConfig, train
 corpus = build_corpus([[f"w{i}", f"w{i + 1}", f"w{i + 2}"] for i in range(0, 3000, 3)])
 train(corpus, TrainConfig(dim=4, window=2, K=2, iterations=200, batch_size=4, log_every=10),

@@ -4,7 +4,7 @@ A checkpoint folder holds
 
 - `state-<step>.npz`: center_vectors, outside_vectors (float64 (V, d));
 - `checkpoint.json`: step, lr (the step size of the next iteration), loss_smoothed, the training
-  Generator's full `bit_generator.state`, the caller's metadata, the config fingerprint and the
+  Generators' full `bit_generator.state`s, the caller's metadata, the config fingerprint and the
   name of its npz file.
 
 Both are written with w2v.atomic (temporary file, then rename), the npz first: `checkpoint.json`
@@ -20,16 +20,17 @@ import numpy as np
 from w2v.atomic import atomic_path, atomic_write_text
 
 CHECKPOINT_FILE = "checkpoint.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one Generator state per training stream (1: a single Generator)
 
 
 @dataclass
 class Checkpoint:
-    """The state of a run after iteration `step`. rng_state: Generator.bit_generator.state."""
+    """The state of a run after iteration `step`. rng_states: the training Generators'
+    bit_generator.state, in stream order."""
     step: int
     lr: float
     loss_smoothed: float | None
-    rng_state: dict
+    rng_states: list[dict]
     center_vectors: np.ndarray
     outside_vectors: np.ndarray
     fingerprint: str
@@ -50,7 +51,7 @@ def save_checkpoint(checkpoint_dir, checkpoint: Checkpoint) -> None:
         "step": checkpoint.step,
         "lr": checkpoint.lr,
         "loss_smoothed": checkpoint.loss_smoothed,
-        "rng_state": checkpoint.rng_state,
+        "rng_states": checkpoint.rng_states,
         "fingerprint": checkpoint.fingerprint,
         "metadata": checkpoint.metadata,
         "arrays": arrays_name,
@@ -100,7 +101,7 @@ def load_checkpoint(checkpoint_dir, fingerprint: str) -> Checkpoint | None:
     with np.load(folder / record["arrays"]) as arrays:
         center_vectors = arrays["center_vectors"]
         outside_vectors = arrays["outside_vectors"]
-    return Checkpoint(record["step"], record["lr"], record["loss_smoothed"], record["rng_state"],
+    return Checkpoint(record["step"], record["lr"], record["loss_smoothed"], record["rng_states"],
                       center_vectors, outside_vectors, record["fingerprint"], record["metadata"])
 
 

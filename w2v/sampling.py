@@ -13,14 +13,19 @@ Three pieces, in the order the trainer uses them:
    context is drawn again (new sentence and centre, same C, as the reference's recursion). Then,
    for negative sampling, K negatives per outside word.
 
-Both engines draw their minibatches through `fill_minibatch` with the training Generator passed
-into numba, so for one seed both consume exactly the same draws, and `rng.bit_generator.state` is
-all a checkpoint needs to continue the same sequence.
+A training run draws from TRAINING_STREAMS Generators (`training_streams`), each drawing its own
+fixed share of every minibatch's windows (`stream_windows`): the windows' draws are independent of
+each other's, so threads can sample a minibatch together and get the same windows whatever their
+number. Both engines draw their minibatches through `fill_minibatch` with the Generators passed
+into numba, so for one seed both consume exactly the same draws, and the streams'
+`bit_generator.state`s are all a checkpoint needs to continue the same sequence.
 """
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+
+TRAINING_STREAMS = 8  # sampling shares of a minibatch; more threads than this cannot share it
 
 
 # --------------------------------------------------------------------------- sentence pool
@@ -253,17 +258,40 @@ class Minibatch:
         return np.zeros(self.contexts.shape + (0,), np.int32)
 
 
+def training_streams(seed) -> tuple[np.random.Generator, ...]:
+    """The TRAINING_STREAMS Generators a training run draws its minibatches from, spawned from
+    `seed` (an int or a numpy.random.SeedSequence)."""
+    sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return tuple(np.random.default_rng(child) for child in sequence.spawn(TRAINING_STREAMS))
+
+
+def as_streams(rngs) -> tuple[np.random.Generator, ...]:
+    """A Generator as a 1-tuple (all windows from it), a sequence of Generators as a tuple."""
+    if isinstance(rngs, np.random.Generator):
+        return (rngs,)
+    rngs = tuple(rngs)
+    if not rngs or not all(isinstance(rng, np.random.Generator) for rng in rngs):
+        raise ValueError("rngs: expected a numpy.random.Generator or a non-empty sequence of them")
+    return rngs
+
+
 @njit(cache=True)
-def fill_minibatch(rng, pool_tokens, pool_offsets, window, prob, alias,
-                   centers, contexts, context_lengths, negatives):
-    """Draw len(centers) windows from the pool into the given buffers (see the module docstring).
+def stream_windows(stream, streams, batch_size):
+    """The windows first..last-1 of a minibatch that stream `stream` of `streams` draws."""
+    return stream * batch_size // streams, (stream + 1) * batch_size // streams
+
+
+@njit(cache=True)
+def fill_windows(rng, first, last, pool_tokens, pool_offsets, window, prob, alias,
+                 centers, contexts, context_lengths, negatives):
+    """Draw windows first..last-1 of the buffers from rng (see the module docstring).
 
     window: m; contexts (B, 2m); negatives (B, 2m, K), K = negatives.shape[2] (0: none drawn).
     The pool must hold a sentence with two different words (`build_sentence_pool` checks it).
     """
     num_sentences = len(pool_offsets) - 1
     K = negatives.shape[2]
-    for b in range(len(centers)):
+    for b in range(first, last):
         size = rng.integers(1, window + 1)
         n_outside = 0
         while n_outside == 0:
@@ -286,13 +314,25 @@ def fill_minibatch(rng, pool_tokens, pool_offsets, window, prob, alias,
         negatives[b, n_outside:, :] = -1
 
 
-def sample_minibatch(rng, pool: SentencePool, table: NegativeTable, batch_size, window, K,
+@njit(cache=True)
+def fill_minibatch(rngs, pool_tokens, pool_offsets, window, prob, alias,
+                   centers, contexts, context_lengths, negatives):
+    """Draw len(centers) windows into the buffers: rngs is a tuple of Generators, and stream s
+    draws the windows `stream_windows(s, len(rngs), B)` (see `fill_windows`)."""
+    for stream in range(len(rngs)):
+        first, last = stream_windows(stream, len(rngs), len(centers))
+        fill_windows(rngs[stream], first, last, pool_tokens, pool_offsets, window, prob, alias,
+                     centers, contexts, context_lengths, negatives)
+
+
+def sample_minibatch(rngs, pool: SentencePool, table: NegativeTable, batch_size, window, K,
                      out: Minibatch | None = None) -> Minibatch:
     """`batch_size` windows of half-width up to `window`; K negatives per outside word (0: none).
 
-    Fills `out` when given (no allocation), else a new Minibatch.
+    rngs: a numpy.random.Generator, or a sequence of them (e.g. `training_streams`) that share the
+    windows as `fill_minibatch` does. Fills `out` when given (no allocation), else a new Minibatch.
     """
     batch = out if out is not None else Minibatch.empty(batch_size, window, K)
-    fill_minibatch(rng, pool.tokens, pool.offsets, window, table.prob, table.alias,
+    fill_minibatch(as_streams(rngs), pool.tokens, pool.offsets, window, table.prob, table.alias,
                    batch.centers, batch.contexts, batch.context_lengths, batch.negatives_or_empty())
     return batch

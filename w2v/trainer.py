@@ -5,8 +5,9 @@
     result = train(load_corpus("data/processed"), TrainConfig(iterations=40000), checkpoint_dir=".cache/ckpt")
 
 - Randomness: three independent streams spawned from `numpy.random.SeedSequence(config.seed)`:
-  the sentence pool, the initialisation, and the training draws (windows and negatives). The
-  training Generator is passed into the numba sampler, so its `bit_generator.state` is all a
+  the sentence pool, the initialisation, and the training draws (windows and negatives; itself
+  w2v.sampling.TRAINING_STREAMS Generators, each drawing its share of every minibatch). The
+  training Generators are passed into the numba sampler, so their `bit_generator.state`s are all a
   checkpoint needs; the same config and corpus give bit-identical vectors (for naive softmax
   with threads = 1; negative sampling whatever the thread count).
 - Initialisation: centre vectors uniform in (-0.5, 0.5) / dim, outside vectors zero.
@@ -33,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from w2v.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from w2v.engines import ENGINES
 from w2v.engines.batched import window_loss_sum
-from w2v.sampling import NegativeTable, build_sentence_pool
+from w2v.sampling import NegativeTable, build_sentence_pool, training_streams
 
 LOSSES = ("naive_softmax", "neg_sampling")
 LR_SCHEDULES = ("step", "linear")
@@ -172,16 +173,16 @@ def learning_rate(config: TrainConfig, iteration):
     return float(rates) if rates.ndim == 0 else rates
 
 
-def _run_iterations(stepper, config: TrainConfig, rng, first, last) -> np.ndarray:
+def _run_iterations(stepper, config: TrainConfig, rngs, first, last) -> np.ndarray:
     """Iterations first..last with their scheduled step sizes; their batch losses (see
     Stepper.run). The batched engine takes one step size per iteration, the loop engine one per
     call."""
     rates = learning_rate(config, np.arange(first, last + 1))
     if config.engine == "batched" or np.all(rates == rates[0]):
-        return stepper.run(rng, rates if config.engine == "batched" else float(rates[0]), len(rates))
+        return stepper.run(rngs, rates if config.engine == "batched" else float(rates[0]), len(rates))
     losses = []
     for rate in rates:
-        losses.append(stepper.run(rng, float(rate), 1))
+        losses.append(stepper.run(rngs, float(rate), 1))
         if len(losses[-1]) == 0 or not np.isfinite(losses[-1][-1]):
             break
     return np.concatenate(losses)
@@ -208,7 +209,7 @@ def _warm_up(config: TrainConfig) -> float:
     table = NegativeTable.from_weights(np.ones(2))
     center, outside = np.zeros((2, config.dim)), np.zeros((2, config.dim))
     stepper = _stepper(config, pool, table, center, outside, window=1, K=1, batch_size=1)
-    stepper.run(np.random.default_rng(0), 0.1, 1)
+    stepper.run(training_streams(0), 0.1, 1)
     return time.perf_counter() - start
 
 
@@ -251,7 +252,7 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
     fingerprint = config_fingerprint(config, corpus)
 
     step, loss_smoothed = 0, None
-    rng = np.random.default_rng(train_seed)
+    rngs = training_streams(train_seed)
     center_vectors, outside_vectors = initial_vectors(corpus.vocab_size, config.dim,
                                                       np.random.default_rng(init_seed))
     resumed_from_step = None
@@ -261,7 +262,8 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
             raise ValueError(f"checkpoint_dir: its checkpoint is at iteration {saved.step}, past "
                              f"iterations={config.iterations}; use another folder or delete it")
         step, loss_smoothed = saved.step, saved.loss_smoothed
-        rng.bit_generator.state = saved.rng_state
+        for rng, state in zip(rngs, saved.rng_states):
+            rng.bit_generator.state = state
         center_vectors = np.ascontiguousarray(saved.center_vectors, dtype=np.float64)
         outside_vectors = np.ascontiguousarray(saved.outside_vectors, dtype=np.float64)
         resumed_from_step = saved.step
@@ -277,7 +279,7 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
     try:
         while step < config.iterations:
             target = _next_event(step, config)
-            losses = _run_iterations(stepper, config, rng, step + 1, target)
+            losses = _run_iterations(stepper, config, rngs, step + 1, target)
             if len(losses) < target - step or not np.isfinite(losses[-1]):
                 failed = step + len(losses)
                 raise DivergenceError(failed, float(losses[-1]), learning_rate(config, failed))
@@ -298,7 +300,8 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
                                                or step == config.iterations):
                 hooks.before_checkpoint(step)
                 save_checkpoint(checkpoint_dir, Checkpoint(
-                    step, learning_rate(config, step + 1), loss_smoothed, rng.bit_generator.state,
+                    step, learning_rate(config, step + 1), loss_smoothed,
+                    [rng.bit_generator.state for rng in rngs],
                     center_vectors, outside_vectors, fingerprint, metadata))
     finally:
         blas_threads.restore_original_limits()

@@ -26,9 +26,12 @@ Naive softmax computes the whole (B, V) score matrix with BLAS products (scores 
 P U and V_c^T P for the gradients) and a vectorisable exp: measured here about 2x faster than a
 numba loop over the vocabulary per window (20 ms -> 10 ms CPU per classic iteration). The
 trainer limits BLAS to one thread by default; everything is then single-threaded and
-bit-reproducible. With `Stepper(threads=2)` negative sampling computes the windows' gradients
-(`_neg_sampling_window`, independent per window) on numba threads and sums their losses in window
-order, while sampling and the update stay sequential: the same bits for any thread count.
+bit-reproducible. With `Stepper(threads=2)` negative sampling spreads every phase over numba
+threads and gets the same bits for any thread count: the sampling streams (w2v.sampling
+`training_streams`) each draw their share of the windows and compute those windows' gradients
+(`_neg_sampling_window`, independent per window), the losses are summed in window order, and the
+update splits the rows between the threads (`_scatter_neg_sampling_rows`), each row's terms
+added in pair order.
 """
 import math
 
@@ -36,7 +39,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from w2v.sampling import Minibatch, NegativeTable, SentencePool, draw_negative, fill_minibatch
+from w2v.sampling import (Minibatch, NegativeTable, SentencePool, as_streams, draw_negative,
+                          fill_minibatch, fill_windows, stream_windows)
 
 LOSSES = ("naive_softmax", "neg_sampling")
 # fast-math for the per-pair loops (dot products, axpys): reassociation lets the dot product's sum
@@ -62,9 +66,10 @@ def _pair_word(contexts, negatives, b, j, k):
 
 @njit(cache=True, fastmath=_PAIR_FLAGS)
 def _neg_sampling_window(center_vectors, outside_vectors, centers, contexts, context_lengths,
-                         negatives, pair_coef, grad_v_c_batch, b):
+                         negatives, pair_coef, v_c_batch, grad_v_c_batch, b):
     """Loss of window b; fills pair_coef[b, j, k] = dJ/d(u_w.v_c) of its pair (j, k) (s(z) - 1
-    for the outside word, s(z) for a negative) and grad_v_c_batch[b] = its dJ/dv_c.
+    for the outside word, s(z) for a negative), v_c_batch[b] = v_c (a copy, for the update) and
+    grad_v_c_batch[b] = its dJ/dv_c.
     Reads only the parameters and writes only row b of the buffers, so windows are independent.
 
     Each pair costs -log s(x), x = z for the outside word and -z for a negative; with
@@ -73,9 +78,10 @@ def _neg_sampling_window(center_vectors, outside_vectors, centers, contexts, con
     of the (1 + e) factors (each in [1, 2], so at most 2^(2m(K+1)), far from overflowing).
     """
     d = center_vectors.shape[1]
-    v_c = center_vectors[centers[b]]
+    v_c = v_c_batch[b]
     grad_v_c = grad_v_c_batch[b]
     for i in range(d):
+        v_c[i] = center_vectors[centers[b], i]
         grad_v_c[i] = 0.0
     loss = 0.0
     product = 1.0
@@ -111,27 +117,33 @@ def _ordered_sum(values):
 
 @njit(cache=True)
 def _neg_sampling_minibatch(center_vectors, outside_vectors, centers, contexts, context_lengths,
-                            negatives, pair_coef, grad_v_c_batch, window_losses):
+                            negatives, pair_coef, v_c_batch, grad_v_c_batch, window_losses):
     """Summed loss of the windows, one after the other (see _neg_sampling_window).
-    Buffers: pair_coef (B, 2m, K + 1), grad_v_c_batch (B, d), window_losses (B,)."""
+    Buffers: pair_coef (B, 2m, K + 1), v_c_batch and grad_v_c_batch (B, d), window_losses (B,)."""
     for b in range(len(centers)):
         window_losses[b] = _neg_sampling_window(center_vectors, outside_vectors, centers, contexts,
                                                 context_lengths, negatives, pair_coef,
-                                                grad_v_c_batch, b)
+                                                v_c_batch, grad_v_c_batch, b)
     return _ordered_sum(window_losses)
 
 
 @njit(cache=True, parallel=True)
-def _neg_sampling_minibatch_parallel(center_vectors, outside_vectors, centers, contexts,
-                                     context_lengths, negatives, pair_coef, grad_v_c_batch,
-                                     window_losses):
-    """_neg_sampling_minibatch with the windows spread over numba's threads: each window's
-    figures are computed by the same code whichever thread runs it, and the losses are summed in
-    window order afterwards, so the result is bit-identical to the sequential kernel's."""
-    for b in prange(len(centers)):
-        window_losses[b] = _neg_sampling_window(center_vectors, outside_vectors, centers, contexts,
-                                                context_lengths, negatives, pair_coef,
-                                                grad_v_c_batch, b)
+def _sample_neg_sampling_minibatch_parallel(rngs, pool_tokens, pool_offsets, window, prob, alias,
+                                            center_vectors, outside_vectors, centers, contexts,
+                                            context_lengths, negatives, pair_coef, v_c_batch,
+                                            grad_v_c_batch, window_losses):
+    """fill_minibatch, then _neg_sampling_minibatch, with the sampling streams spread over numba's
+    threads: each stream draws its windows and computes their figures, by the same code whichever
+    thread runs it; the losses are summed in window order afterwards. So the result is
+    bit-identical to the sequential kernels'."""
+    for stream in prange(len(rngs)):
+        first, last = stream_windows(stream, len(rngs), len(centers))
+        fill_windows(rngs[stream], first, last, pool_tokens, pool_offsets, window, prob, alias,
+                     centers, contexts, context_lengths, negatives)
+        for b in range(first, last):
+            window_losses[b] = _neg_sampling_window(center_vectors, outside_vectors, centers,
+                                                    contexts, context_lengths, negatives,
+                                                    pair_coef, v_c_batch, grad_v_c_batch, b)
     return _ordered_sum(window_losses)
 
 
@@ -221,11 +233,11 @@ def _naive_softmax_minibatch(center_vectors, outside_vectors, centers, contexts,
 
 @njit(cache=True)
 def _minibatch_gradient(center_vectors, outside_vectors, centers, contexts, context_lengths,
-                        negatives, naive, parallel, pair_coef, grad_v_c_batch, grad_outside_t,
+                        negatives, naive, pair_coef, grad_v_c_batch, grad_outside_t,
                         v_c_batch, probs, powers, window_losses):
     """Batch-mean loss of the minibatch, filling the gradient buffers (see the module docstring):
     grad_v_c_batch (B, d) the per-window dJ/dv_c; negative sampling: pair_coef (B, 2m, K + 1),
-    window_losses (B,), and parallel: spread the windows over numba's threads (same result);
+    v_c_batch (B, d), window_losses (B,);
     naive softmax: grad_outside_t (d, V) = batch-mean (dJ/dU)^T, v_c_batch (B, d), probs (B, V),
     powers (V,) scratch. The buffers a loss does not use may be empty."""
     scale = 1.0 / len(centers)
@@ -233,42 +245,91 @@ def _minibatch_gradient(center_vectors, outside_vectors, centers, contexts, cont
         loss = _naive_softmax_minibatch(center_vectors, outside_vectors, centers, contexts,
                                         context_lengths, scale, grad_outside_t, v_c_batch, probs,
                                         grad_v_c_batch, powers)
-    elif parallel:
-        loss = _neg_sampling_minibatch_parallel(center_vectors, outside_vectors, centers, contexts,
-                                                context_lengths, negatives, pair_coef,
-                                                grad_v_c_batch, window_losses)
     else:
         loss = _neg_sampling_minibatch(center_vectors, outside_vectors, centers, contexts,
-                                       context_lengths, negatives, pair_coef, grad_v_c_batch,
-                                       window_losses)
+                                       context_lengths, negatives, pair_coef, v_c_batch,
+                                       grad_v_c_batch, window_losses)
     return loss * scale
 
 
+@njit(cache=True)
+def _row_part(row, parts):
+    """Which of `parts` parts owns a row: a multiplicative hash of the id scaled into 0..parts-1
+    (no division, which would cost more than the row test saves; frequent words, which have small
+    ids, are spread over the parts)."""
+    return (((np.int64(row) * 2654435769) & 0xFFFFFFFF) * parts) >> 32
+
+
 @njit(cache=True, fastmath=_PAIR_FLAGS)
-def _scatter_gradient(center_vectors, centers, contexts, context_lengths, negatives, naive,
-                      pair_coef, grad_v_c_batch, grad_outside_t, factor, center_out, outside_out):
+def _scatter_neg_sampling_rows(part, parts, centers, contexts, context_lengths, negatives,
+                               pair_coef, v_c_batch, grad_v_c_batch, factor, center_out,
+                               outside_out):
+    """center_out[c] += factor * scale * dJ/dv_c and outside_out[w] += factor * dJ/du_w (batch
+    means) for the rows r with _row_part(r, parts) == part only, each row's terms added in pair
+    order.
+
+    So `parts` calls, one per part, in any order or at once on different threads, give the same
+    bits as one call with parts = 1. The outside terms read the centre vectors from v_c_batch
+    (B, d), their copy from before the step, so updating centre rows cannot change them.
+    """
+    scale = 1.0 / len(centers)
+    d = v_c_batch.shape[1]
+    for b in range(len(centers)):
+        v_c = v_c_batch[b]
+        for j in range(context_lengths[b]):
+            for k in range(negatives.shape[2] + 1):
+                w = _pair_word(contexts, negatives, b, j, k)
+                if parts > 1 and _row_part(w, parts) != part:
+                    continue
+                u_out = outside_out[w]
+                step = factor * scale * pair_coef[b, j, k]
+                for i in range(d):
+                    u_out[i] += step * v_c[i]
+        if parts == 1 or _row_part(centers[b], parts) == part:
+            v_out = center_out[centers[b]]
+            for i in range(d):
+                v_out[i] += factor * scale * grad_v_c_batch[b, i]
+
+
+@njit(cache=True, parallel=True)
+def _scatter_neg_sampling_parallel(parts, centers, contexts, context_lengths, negatives,
+                                   pair_coef, v_c_batch, grad_v_c_batch, factor, center_out,
+                                   outside_out):
+    """_scatter_neg_sampling_rows with the rows split into `parts` by row id, spread over numba's
+    threads; every row is written by one thread in pair order, so the result is bit-identical to
+    one thread's."""
+    for part in prange(parts):
+        _scatter_neg_sampling_rows(part, parts, centers, contexts, context_lengths, negatives,
+                                   pair_coef, v_c_batch, grad_v_c_batch, factor, center_out,
+                                   outside_out)
+
+
+@njit(cache=True, fastmath=_PAIR_FLAGS)
+def _scatter_gradient(centers, contexts, context_lengths, negatives, naive, threads, pair_coef,
+                      v_c_batch, grad_v_c_batch, grad_outside_t, factor, center_out, outside_out):
     """center_out[c] += factor * scale * dJ/dv_c and outside_out += factor * dJ/dU (batch means).
 
     With factor = 1 and zeroed outputs: the dense gradients; with factor = -lr and the parameters
-    as outputs: the SGD step. The outside rows are updated first, reading the centre vectors
-    before their own update, so the step is the gradient of the parameters before it. For naive
-    softmax, outside_out is outside_out + factor * grad_outside_t^T over all rows.
+    as outputs: the SGD step. The outside terms use the centre vectors from before the step
+    (v_c_batch), so the step is the gradient of the parameters before it. For naive softmax,
+    outside_out is outside_out + factor * grad_outside_t^T over all rows. threads > 1 (negative
+    sampling): rows split over that many numba threads, the same bits.
     """
+    if not naive:
+        if threads > 1:
+            _scatter_neg_sampling_parallel(threads, centers, contexts, context_lengths, negatives,
+                                           pair_coef, v_c_batch, grad_v_c_batch, factor,
+                                           center_out, outside_out)
+        else:
+            _scatter_neg_sampling_rows(0, 1, centers, contexts, context_lengths, negatives,
+                                       pair_coef, v_c_batch, grad_v_c_batch, factor, center_out,
+                                       outside_out)
+        return
     scale = 1.0 / len(centers)
-    d = center_vectors.shape[1]
-    if naive:
-        for w in range(outside_out.shape[0]):
-            for i in range(d):
-                outside_out[w, i] += factor * grad_outside_t[i, w]
-    else:
-        for b in range(len(centers)):
-            v_c = center_vectors[centers[b]]
-            for j in range(context_lengths[b]):
-                for k in range(negatives.shape[2] + 1):
-                    u_out = outside_out[_pair_word(contexts, negatives, b, j, k)]
-                    step = factor * scale * pair_coef[b, j, k]
-                    for i in range(d):
-                        u_out[i] += step * v_c[i]
+    d = v_c_batch.shape[1]
+    for w in range(outside_out.shape[0]):
+        for i in range(d):
+            outside_out[w, i] += factor * grad_outside_t[i, w]
     for b in range(len(centers)):
         v_out = center_out[centers[b]]
         for i in range(d):
@@ -276,30 +337,37 @@ def _scatter_gradient(center_vectors, centers, contexts, context_lengths, negati
 
 
 @njit(cache=True)
-def _train_steps(rng, pool_tokens, pool_offsets, window, prob, alias, naive, parallel,
+def _train_steps(rngs, pool_tokens, pool_offsets, window, prob, alias, naive, threads,
                  center_vectors, outside_vectors, rates, losses, centers, contexts, context_lengths,
                  negatives, pair_coef, grad_v_c_batch, grad_outside_t, v_c_batch, probs, powers,
                  window_losses):
-    """len(losses) SGD iterations: sample a minibatch, gradient, step of size rates[t];
-    losses[t] = batch loss.
+    """len(losses) SGD iterations: sample a minibatch from the Generators rngs (a tuple),
+    gradient, step of size rates[t]; losses[t] = batch loss. threads > 1 (negative sampling):
+    sampling, gradient and step spread over that many numba threads, the same bits.
 
     Stops after the first non-finite loss (without stepping) and returns the number of
     iterations run.
     """
     for t in range(len(losses)):
-        fill_minibatch(rng, pool_tokens, pool_offsets, window, prob, alias,
-                       centers, contexts, context_lengths, negatives)
-        loss = _minibatch_gradient(center_vectors, outside_vectors, centers, contexts,
-                                   context_lengths, negatives, naive, parallel, pair_coef,
-                                   grad_v_c_batch, grad_outside_t, v_c_batch, probs, powers,
-                                   window_losses)
+        if threads > 1 and not naive:
+            loss = _sample_neg_sampling_minibatch_parallel(
+                rngs, pool_tokens, pool_offsets, window, prob, alias, center_vectors,
+                outside_vectors, centers, contexts, context_lengths, negatives, pair_coef,
+                v_c_batch, grad_v_c_batch, window_losses) * (1.0 / len(centers))
+        else:
+            fill_minibatch(rngs, pool_tokens, pool_offsets, window, prob, alias,
+                           centers, contexts, context_lengths, negatives)
+            loss = _minibatch_gradient(center_vectors, outside_vectors, centers, contexts,
+                                       context_lengths, negatives, naive, pair_coef,
+                                       grad_v_c_batch, grad_outside_t, v_c_batch, probs, powers,
+                                       window_losses)
         losses[t] = loss
         if not math.isfinite(loss):
             return t + 1
         # SGD: the parameters are the outputs of the scatter, with factor -lr
-        _scatter_gradient(center_vectors, centers, contexts, context_lengths, negatives, naive,
-                          pair_coef, grad_v_c_batch, grad_outside_t, -rates[t], center_vectors,
-                          outside_vectors)
+        _scatter_gradient(centers, contexts, context_lengths, negatives, naive, threads,
+                          pair_coef, v_c_batch, grad_v_c_batch, grad_outside_t, -rates[t],
+                          center_vectors, outside_vectors)
     return len(losses)
 
 
@@ -309,10 +377,10 @@ class _Buffers:
     def __init__(self, vocab_size, dim, batch_size, contexts_per_window, K, naive):
         self.pair_coef = np.zeros((batch_size, contexts_per_window, 0 if naive else K + 1))
         self.grad_v_c_batch = np.zeros((batch_size, dim))
-        rows, columns = (batch_size, vocab_size) if naive else (0, 0)
+        columns = vocab_size if naive else 0
         self.grad_outside_t = np.zeros((dim, columns))
-        self.v_c_batch = np.zeros((rows, dim))
-        self.probs = np.zeros((rows, columns))
+        self.v_c_batch = np.zeros((batch_size, dim))
+        self.probs = np.zeros((batch_size if naive else 0, columns))
         self.powers = np.zeros(columns)
         self.window_losses = np.zeros(batch_size)
 
@@ -350,10 +418,10 @@ def minibatch_loss_and_gradient(center_vectors, outside_vectors, batch: Minibatc
     buffers = _Buffers(vocab_size, dim, len(batch.centers), batch.contexts.shape[1],
                        negatives.shape[2], naive)
     value = _minibatch_gradient(center_vectors, outside_vectors, batch.centers, batch.contexts,
-                                batch.context_lengths, negatives, naive, False, *buffers.args())
+                                batch.context_lengths, negatives, naive, *buffers.args())
     grad_center, grad_outside = np.zeros_like(center_vectors), np.zeros_like(outside_vectors)
-    _scatter_gradient(center_vectors, batch.centers, batch.contexts, batch.context_lengths,
-                      negatives, naive, buffers.pair_coef, buffers.grad_v_c_batch,
+    _scatter_gradient(batch.centers, batch.contexts, batch.context_lengths, negatives, naive,
+                      False, buffers.pair_coef, buffers.v_c_batch, buffers.grad_v_c_batch,
                       buffers.grad_outside_t, 1.0, grad_center, grad_outside)
     return value, grad_center, grad_outside
 
@@ -361,12 +429,13 @@ def minibatch_loss_and_gradient(center_vectors, outside_vectors, batch: Minibatc
 class Stepper:
     """Runs SGD iterations in place on (center_vectors, outside_vectors) with the fused kernel.
 
-    threads > 1: negative sampling computes the windows' gradients on that many numba threads
-    (capped at numba's NUMBA_NUM_THREADS, by default the number of cores); sampling and the
-    update stay sequential and the result is bit-identical to threads = 1. Naive softmax's
-    parallelism is BLAS's, set by the caller. Measured on 2 idle cores with batch 500 (numba's
-    OpenMP layer): 1.25x (dim 10) to 1.4x (dim 100) faster; on cores busy with other work the
-    threads wait for each other at every iteration's barrier, and it can be 2x slower.
+    threads > 1: negative sampling samples, computes the gradients and updates on that many
+    numba threads (capped at numba's NUMBA_NUM_THREADS, by default the number of cores), with a
+    result bit-identical to threads = 1; sampling is shared only when `run` gets several
+    Generators (`w2v.sampling.training_streams`), at most one thread per Generator. Naive
+    softmax's parallelism is BLAS's, set by the caller. The threads meet twice per iteration, so
+    large batches (hundreds of windows) pay best; on cores busy with other work the threads wait
+    for each other at those barriers.
     """
 
     def __init__(self, pool: SentencePool, table: NegativeTable, center_vectors, outside_vectors,
@@ -388,9 +457,10 @@ class Stepper:
         self.buffers = _Buffers(center_vectors.shape[0], center_vectors.shape[1], batch_size,
                                 2 * window, K, self.naive)
 
-    def run(self, rng, lr, iterations) -> np.ndarray:
+    def run(self, rngs, lr, iterations) -> np.ndarray:
         """`iterations` SGD steps with step size lr (a number, or one per iteration: float
-        (iterations,)); returns their batch losses float64 (n,).
+        (iterations,)), minibatches drawn from rngs (a Generator or a sequence of them, see
+        w2v.sampling.fill_minibatch); returns their batch losses float64 (n,).
 
         Ends early after the first non-finite loss (the last entry), without applying it.
         """
@@ -401,8 +471,9 @@ class Stepper:
         if parallel:
             numba.set_num_threads(self.threads)
         try:
-            done = _train_steps(rng, self.pool.tokens, self.pool.offsets, self.window,
-                                self.table.prob, self.table.alias, self.naive, parallel,
+            done = _train_steps(as_streams(rngs), self.pool.tokens, self.pool.offsets, self.window,
+                                self.table.prob, self.table.alias, self.naive,
+                                self.threads if parallel else 1,
                                 self.center_vectors, self.outside_vectors, rates, losses,
                                 self.batch.centers, self.batch.contexts,
                                 self.batch.context_lengths, self.negatives, *self.buffers.args())

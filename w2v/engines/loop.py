@@ -67,14 +67,15 @@ class Stepper:
         self.window = window
         self.batch = Minibatch.empty(batch_size, window, 0 if loss == "naive_softmax" else K)
 
-    def run(self, rng, lr, iterations) -> np.ndarray:
-        """`iterations` SGD steps with step size lr; returns their batch losses float64 (n,).
+    def run(self, rngs, lr, iterations) -> np.ndarray:
+        """`iterations` SGD steps with step size lr, minibatches drawn from rngs (a Generator or a
+        sequence of them, see w2v.sampling.fill_minibatch); returns their batch losses float64 (n,).
 
         Ends early after the first non-finite loss (the last entry), without applying it.
         """
         losses = []
         for _ in range(iterations):
-            sample_minibatch(rng, self.pool, self.table, len(self.batch.centers), self.window,
+            sample_minibatch(rngs, self.pool, self.table, len(self.batch.centers), self.window,
                              0, out=self.batch)
             loss, grad_center, grad_outside = minibatch_loss_and_gradient(
                 self.center_vectors, self.outside_vectors, self.batch, self.loss)
