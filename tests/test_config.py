@@ -26,7 +26,7 @@ def test_defaults_are_the_classic_run():
     assert dict(cfg.train) == {
         "dim": 10, "window": 5, "K": 10, "lr": 0.3, "lr_schedule": "step", "iterations": 40000,
         "batch_size": 50, "anneal_every": 20000, "checkpoint_every": 5000, "log_every": 10, "engine": "batched",
-        "seed": 0, "pool_copies": 30, "threads": 1}
+        "seed": 0, "pool_copies": 30, "threads": 1, "dtype": "float64"}
     assert cfg.mlflow.experiment == "w2v"
     validate(cfg)
     config = train_config(cfg)

@@ -41,6 +41,7 @@ class Recorder(TrainHooks):
     ("lr", float("nan")), ("lr", "0.3"), ("iterations", 0), ("batch_size", 2.5),
     ("anneal_every", 0), ("checkpoint_every", 0), ("log_every", 0), ("seed", -1),
     ("pool_copies", 0), ("threads", 0), ("dim", True), ("lr_schedule", "cosine"),
+    ("dtype", "float16"),
 ])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -260,15 +261,43 @@ def test_more_blas_threads_for_naive_softmax_give_the_same_vectors_to_rounding(c
     np.testing.assert_allclose(two.center_vectors, one.center_vectors, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("dim", [5, 100])
-def test_two_threads_give_bit_identical_negative_sampling_vectors(corpus, dim):
-    config = {**SMALL, "dim": dim, "batch_size": 40}
+@pytest.mark.parametrize("dim, dtype", [(5, "float64"), (100, "float64"), (100, "float32")])
+def test_two_threads_give_bit_identical_negative_sampling_vectors(corpus, dim, dtype):
+    config = {**SMALL, "dim": dim, "batch_size": 40, "dtype": dtype}
     one = train(corpus, TrainConfig(**config))
     two = train(corpus, TrainConfig(**config, threads=2))
+    assert one.center_vectors.dtype == np.dtype(dtype)
     assert np.array_equal(two.center_vectors, one.center_vectors)
     assert np.array_equal(two.outside_vectors, one.outside_vectors)
     assert two.loss_smoothed == one.loss_smoothed
     assert not np.array_equal(one.outside_vectors, np.zeros_like(one.outside_vectors))
+
+
+def test_float32_vectors_follow_the_float64_run_to_single_precision(corpus):
+    exact = train(corpus, TrainConfig(**SMALL))
+    single = train(corpus, TrainConfig(**SMALL, dtype="float32"))
+    assert single.center_vectors.dtype == single.outside_vectors.dtype == np.float32
+    scale = np.abs(exact.outside_vectors).max()
+    np.testing.assert_allclose(single.outside_vectors, exact.outside_vectors, rtol=0, atol=1e-5 * scale)
+    np.testing.assert_allclose(single.center_vectors, exact.center_vectors, rtol=0, atol=1e-5 * scale)
+    assert not np.array_equal(single.center_vectors, exact.center_vectors.astype(np.float32))
+    assert single.loss_smoothed == pytest.approx(exact.loss_smoothed, rel=1e-5)
+
+
+def test_float32_runs_resume_to_the_same_vectors(corpus, tmp_path):
+    config = {**SMALL, "dtype": "float32", "iterations": 100}
+    uninterrupted = train(corpus, TrainConfig(**config))
+    train(corpus, TrainConfig(**{**config, "iterations": 50}), checkpoint_dir=tmp_path)
+    rest = train(corpus, TrainConfig(**config), checkpoint_dir=tmp_path)
+    assert rest.resumed_from_step == 50 and rest.center_vectors.dtype == np.float32
+    assert np.array_equal(rest.center_vectors, uninterrupted.center_vectors)
+    assert np.array_equal(rest.outside_vectors, uninterrupted.outside_vectors)
+
+
+@pytest.mark.parametrize("kwargs", [{"loss": "naive_softmax"}, {"engine": "loop"}])
+def test_float32_is_refused_where_the_kernels_compute_in_float64(kwargs):
+    with pytest.raises(ValueError, match="dtype float32 is for loss neg_sampling with engine batched"):
+        TrainConfig(dtype="float32", **kwargs)
 
 
 PROGRESS_CHILD = """

@@ -380,16 +380,19 @@ def _train_steps(rngs, pool_tokens, pool_offsets, window, prob, alias, naive, th
 
 
 class _Buffers:
-    """Gradient buffers reused by every minibatch (no per-iteration allocation)."""
+    """Gradient buffers reused by every minibatch (no per-iteration allocation); the ones holding
+    vectors in the parameters' dtype (numba types every branch, and BLAS products need one
+    dtype), the per-pair and per-window figures in float64."""
 
-    def __init__(self, vocab_size, dim, batch_size, contexts_per_window, K, naive):
+    def __init__(self, vocab_size, dim, batch_size, contexts_per_window, K, naive,
+                 dtype=np.float64):
         self.pair_coef = np.zeros((batch_size, contexts_per_window, 0 if naive else K + 1))
-        self.grad_v_c_batch = np.zeros((batch_size, dim))
+        self.grad_v_c_batch = np.zeros((batch_size, dim), dtype)
         columns = vocab_size if naive else 0
-        self.grad_outside_t = np.zeros((dim, columns))
-        self.v_c_batch = np.zeros((batch_size, dim))
-        self.probs = np.zeros((batch_size if naive else 0, columns))
-        self.powers = np.zeros(columns)
+        self.grad_outside_t = np.zeros((dim, columns), dtype)
+        self.v_c_batch = np.zeros((batch_size, dim), dtype)
+        self.probs = np.zeros((batch_size if naive else 0, columns), dtype)
+        self.powers = np.zeros(columns, dtype)
         self.window_losses = np.zeros(batch_size)
 
     def args(self):
@@ -437,6 +440,10 @@ def minibatch_loss_and_gradient(center_vectors, outside_vectors, batch: Minibatc
 class Stepper:
     """Runs SGD iterations in place on (center_vectors, outside_vectors) with the fused kernel.
 
+    The vectors are float64 (V, d), or for negative sampling float32 (V, d) too: half the memory
+    traffic, while the dot products are summed, and each pair's coefficient and loss computed, in
+    float64.
+
     threads > 1: negative sampling samples, computes the gradients and updates on that many
     numba threads (capped at numba's NUMBA_NUM_THREADS, by default the number of cores), with a
     result bit-identical to threads = 1; sampling is shared only when `run` gets several
@@ -452,10 +459,13 @@ class Stepper:
         if isinstance(threads, bool) or int(threads) != threads or threads < 1:
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         self.threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
+        dtypes = (np.float64,) if loss == "naive_softmax" else (np.float64, np.float32)
         for name, vectors in (("center_vectors", center_vectors), ("outside_vectors", outside_vectors)):
-            if vectors.dtype != np.float64 or not vectors.flags.c_contiguous or vectors.ndim != 2:
+            if vectors.dtype not in dtypes or not vectors.flags.c_contiguous or vectors.ndim != 2:
                 raise ValueError(f"{name}: trained in place, so it must be a C-contiguous "
-                                 f"float64 (V, d) array")
+                                 f"{' or '.join(np.dtype(t).name for t in dtypes)} (V, d) array")
+        if center_vectors.dtype != outside_vectors.dtype:
+            raise ValueError("center_vectors and outside_vectors must have the same dtype")
         self.pool, self.table = pool, table
         self.center_vectors, self.outside_vectors = center_vectors, outside_vectors
         self.naive = loss == "naive_softmax"
@@ -463,7 +473,7 @@ class Stepper:
         self.batch = Minibatch.empty(batch_size, window, 0 if self.naive else K)
         self.negatives = self.batch.negatives_or_empty()
         self.buffers = _Buffers(center_vectors.shape[0], center_vectors.shape[1], batch_size,
-                                2 * window, K, self.naive)
+                                2 * window, K, self.naive, center_vectors.dtype)
 
     def run(self, rngs, lr, iterations) -> np.ndarray:
         """`iterations` SGD steps with step size lr (a number, or one per iteration: float
