@@ -52,11 +52,11 @@ class TrainConfig:
     anneal_every: with the step schedule, lr halves after every this many iterations;
     checkpoint_every / log_every: in iterations; engine: "batched" | "loop"; seed: >= 0;
     pool_copies: subsampled copies of the corpus in the sentence pool; threads: for negative
-    sampling with the batched engine, numba threads computing the windows' gradients (sampling
-    and the update stay sequential; bit-identical to 1 thread; pays with large batches on idle
-    cores, see w2v.engines.batched.Stepper); for naive softmax, BLAS threads for
-    its matrix products (1, the default, is bit-reproducible; more may change the last bits from
-    run to run and rarely pays on a shared 2-core machine). The loop engine ignores it.
+    sampling with the batched engine, numba threads that draw, compute and update together
+    (bit-identical to 1 thread; pays with large batches, see w2v.engines.batched.Stepper); for
+    naive softmax, BLAS threads for its matrix products (1, the default, is bit-reproducible;
+    more may change the last bits from run to run and rarely pays on a shared 2-core machine).
+    The loop engine ignores it.
     dtype: "float64" | "float32", how the vectors are stored while training; float32 (negative
     sampling with the batched engine only) halves their memory traffic, as gensim does.
     """
