@@ -146,6 +146,7 @@ def profile(corpus, dim, dtype, iterations=300):
     previous_threads = numba.get_num_threads()
     for threads in (1, 2):
         numba.set_num_threads(threads)
+        work = batched._part_work(len(rngs), threads, BATCH, 2 * WINDOW, K)
         phases, pairs = {"draw": [], "gradient": [], "update": []}, []
         for iteration in range(iterations + 10):  # the first 10 warm up (and compile)
             start = time.perf_counter()
@@ -158,11 +159,15 @@ def profile(corpus, dim, dtype, iterations=300):
                 drawn = start
                 batched._sample_neg_sampling_minibatch_parallel(
                     rngs, *sample_args, center_vectors, outside_vectors, *batch_args,
-                    buffers.pair_coef, buffers.v_c_batch, buffers.grad_v_c_batch, buffers.window_losses)
+                    buffers.pair_coef, buffers.v_c_batch, buffers.grad_v_c_batch, buffers.window_losses, work)
             gradient = time.perf_counter()
-            batched._scatter_gradient(*batch_args, False, threads, buffers.pair_coef, buffers.v_c_batch,
-                                      buffers.grad_v_c_batch, buffers.grad_outside_t, -1e-3,
-                                      center_vectors, outside_vectors)
+            if threads == 1:
+                batched._scatter_gradient(*batch_args, False, buffers.pair_coef, buffers.v_c_batch,
+                                          buffers.grad_v_c_batch, buffers.grad_outside_t, -1e-3,
+                                          center_vectors, outside_vectors)
+            else:
+                batched._update_parallel(batch.centers, buffers.v_c_batch, buffers.grad_v_c_batch, -1e-3,
+                                         center_vectors, outside_vectors, work)
             end = time.perf_counter()
             if iteration >= 10:
                 for name, seconds in zip(phases, (drawn - start, gradient - drawn, end - gradient)):

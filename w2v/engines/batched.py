@@ -30,8 +30,8 @@ bit-reproducible. With `Stepper(threads=2)` negative sampling spreads every phas
 threads and gets the same bits for any thread count: the sampling streams (w2v.sampling
 `training_streams`) each draw their share of the windows and compute those windows' gradients
 (`_neg_sampling_window`, independent per window), the losses are summed in window order, and the
-update splits the rows between the threads (`_scatter_neg_sampling_rows`), each row's terms
-added in pair order.
+update splits the rows between the threads (`_update_parallel`; each stream lists its pairs by
+the thread that owns their row while computing them), each row's terms added in pair order.
 """
 import math
 
@@ -147,19 +147,32 @@ def _neg_sampling_minibatch(center_vectors, outside_vectors, centers, contexts, 
 def _sample_neg_sampling_minibatch_parallel(rngs, pool_tokens, pool_offsets, window, prob, alias,
                                             center_vectors, outside_vectors, centers, contexts,
                                             context_lengths, negatives, pair_coef, v_c_batch,
-                                            grad_v_c_batch, window_losses):
+                                            grad_v_c_batch, window_losses, work):
     """fill_minibatch, then _neg_sampling_minibatch, with the sampling streams spread over numba's
     threads: each stream draws its windows and computes their figures, by the same code whichever
     thread runs it; the losses are summed in window order afterwards. So the result is
-    bit-identical to the sequential kernels'."""
+    bit-identical to the sequential kernels'. Each stream also lists its pairs in `work` by the
+    part that owns their outside row (see _part_work), for _update_parallel."""
+    words, windows, coefficients, counts = work
+    parts = counts.shape[1]
     for stream in prange(len(rngs)):
         first, last = stream_windows(stream, len(rngs), len(centers))
         fill_windows(rngs[stream], first, last, pool_tokens, pool_offsets, window, prob, alias,
                      centers, contexts, context_lengths, negatives)
+        counts[stream, :] = 0
         for b in range(first, last):
             window_losses[b] = _neg_sampling_window(center_vectors, outside_vectors, centers,
                                                     contexts, context_lengths, negatives,
                                                     pair_coef, v_c_batch, grad_v_c_batch, b)
+            for j in range(context_lengths[b]):
+                for k in range(negatives.shape[2] + 1):
+                    w = _pair_word(contexts, negatives, b, j, k)
+                    part = _row_part(w, parts)
+                    n = counts[stream, part]
+                    words[stream, part, n] = w
+                    windows[stream, part, n] = b
+                    coefficients[stream, part, n] = pair_coef[b, j, k]
+                    counts[stream, part] = n + 1
     return _ordered_sum(window_losses)
 
 
@@ -269,75 +282,64 @@ def _minibatch_gradient(center_vectors, outside_vectors, centers, contexts, cont
 
 
 @njit(cache=True, fastmath=_PAIR_FLAGS)
-def _scatter_neg_sampling_rows(part, parts, centers, contexts, context_lengths, negatives,
-                               pair_coef, v_c_batch, grad_v_c_batch, factor, center_out,
-                               outside_out):
-    """center_out[c] += factor * scale * dJ/dv_c and outside_out[w] += factor * dJ/du_w (batch
-    means) for the rows r with _row_part(r, parts) == part only, each row's terms added in pair
-    order.
-
-    So `parts` calls, one per part, in any order or at once on different threads, give the same
-    bits as one call with parts = 1. The outside terms read the centre vectors from v_c_batch
-    (B, d), their copy from before the step, so updating centre rows cannot change them.
-    """
+def _update_part(part, centers, v_c_batch, grad_v_c_batch, factor, center_out, outside_out,
+                 work):
+    """The update of the rows that part `part` owns (_row_part): its pairs' outside terms, listed
+    in `work` stream by stream in pair order, then its centre rows in window order. The terms
+    and their order per row are those of _scatter_gradient, so the bits are the same."""
+    words, windows, coefficients, counts = work
     scale = 1.0 / len(centers)
     d = v_c_batch.shape[1]
+    for stream in range(counts.shape[0]):
+        for n in range(counts[stream, part]):
+            u_out = outside_out[words[stream, part, n]]
+            v_c = v_c_batch[windows[stream, part, n]]
+            step = factor * scale * coefficients[stream, part, n]
+            for i in range(d):
+                u_out[i] += step * v_c[i]
+    parts = counts.shape[1]
     for b in range(len(centers)):
-        v_c = v_c_batch[b]
-        for j in range(context_lengths[b]):
-            for k in range(negatives.shape[2] + 1):
-                w = _pair_word(contexts, negatives, b, j, k)
-                if parts > 1 and _row_part(w, parts) != part:
-                    continue
-                u_out = outside_out[w]
-                step = factor * scale * pair_coef[b, j, k]
-                for i in range(d):
-                    u_out[i] += step * v_c[i]
-        if parts == 1 or _row_part(centers[b], parts) == part:
+        if _row_part(centers[b], parts) == part:
             v_out = center_out[centers[b]]
             for i in range(d):
                 v_out[i] += factor * scale * grad_v_c_batch[b, i]
 
 
 @njit(cache=True, parallel=True)
-def _scatter_neg_sampling_parallel(parts, centers, contexts, context_lengths, negatives,
-                                   pair_coef, v_c_batch, grad_v_c_batch, factor, center_out,
-                                   outside_out):
-    """_scatter_neg_sampling_rows with the rows split into `parts` by row id, spread over numba's
-    threads; every row is written by one thread in pair order, so the result is bit-identical to
-    one thread's."""
-    for part in prange(parts):
-        _scatter_neg_sampling_rows(part, parts, centers, contexts, context_lengths, negatives,
-                                   pair_coef, v_c_batch, grad_v_c_batch, factor, center_out,
-                                   outside_out)
+def _update_parallel(centers, v_c_batch, grad_v_c_batch, factor, center_out, outside_out, work):
+    """The negative-sampling step with the rows split between numba's threads (one part each,
+    see _part_work): every row is written by one thread, its terms in pair order, so the result
+    is bit-identical to _scatter_gradient's."""
+    for part in prange(work[3].shape[1]):
+        _update_part(part, centers, v_c_batch, grad_v_c_batch, factor, center_out, outside_out,
+                     work)
 
 
 @njit(cache=True, fastmath=_PAIR_FLAGS)
-def _scatter_gradient(centers, contexts, context_lengths, negatives, naive, threads, pair_coef,
+def _scatter_gradient(centers, contexts, context_lengths, negatives, naive, pair_coef,
                       v_c_batch, grad_v_c_batch, grad_outside_t, factor, center_out, outside_out):
     """center_out[c] += factor * scale * dJ/dv_c and outside_out += factor * dJ/dU (batch means).
 
     With factor = 1 and zeroed outputs: the dense gradients; with factor = -lr and the parameters
     as outputs: the SGD step. The outside terms use the centre vectors from before the step
     (v_c_batch), so the step is the gradient of the parameters before it. For naive softmax,
-    outside_out is outside_out + factor * grad_outside_t^T over all rows. threads > 1 (negative
-    sampling): rows split over that many numba threads, the same bits.
+    outside_out is outside_out + factor * grad_outside_t^T over all rows.
     """
-    if not naive:
-        if threads > 1:
-            _scatter_neg_sampling_parallel(threads, centers, contexts, context_lengths, negatives,
-                                           pair_coef, v_c_batch, grad_v_c_batch, factor,
-                                           center_out, outside_out)
-        else:
-            _scatter_neg_sampling_rows(0, 1, centers, contexts, context_lengths, negatives,
-                                       pair_coef, v_c_batch, grad_v_c_batch, factor, center_out,
-                                       outside_out)
-        return
     scale = 1.0 / len(centers)
     d = v_c_batch.shape[1]
-    for w in range(outside_out.shape[0]):
-        for i in range(d):
-            outside_out[w, i] += factor * grad_outside_t[i, w]
+    if naive:
+        for w in range(outside_out.shape[0]):
+            for i in range(d):
+                outside_out[w, i] += factor * grad_outside_t[i, w]
+    else:
+        for b in range(len(centers)):
+            v_c = v_c_batch[b]
+            for j in range(context_lengths[b]):
+                for k in range(negatives.shape[2] + 1):
+                    u_out = outside_out[_pair_word(contexts, negatives, b, j, k)]
+                    step = factor * scale * pair_coef[b, j, k]
+                    for i in range(d):
+                        u_out[i] += step * v_c[i]
     for b in range(len(centers)):
         v_out = center_out[centers[b]]
         for i in range(d):
@@ -345,23 +347,24 @@ def _scatter_gradient(centers, contexts, context_lengths, negatives, naive, thre
 
 
 @njit(cache=True)
-def _train_steps(rngs, pool_tokens, pool_offsets, window, prob, alias, naive, threads,
+def _train_steps(rngs, pool_tokens, pool_offsets, window, prob, alias, naive, parallel,
                  center_vectors, outside_vectors, rates, losses, centers, contexts, context_lengths,
                  negatives, pair_coef, grad_v_c_batch, grad_outside_t, v_c_batch, probs, powers,
-                 window_losses):
+                 window_losses, work):
     """len(losses) SGD iterations: sample a minibatch from the Generators rngs (a tuple),
-    gradient, step of size rates[t]; losses[t] = batch loss. threads > 1 (negative sampling):
-    sampling, gradient and step spread over that many numba threads, the same bits.
+    gradient, step of size rates[t]; losses[t] = batch loss. parallel (negative sampling):
+    sampling, gradient and step spread over numba's threads, one part of `work` (_part_work)
+    per thread, the same bits.
 
     Stops after the first non-finite loss (without stepping) and returns the number of
     iterations run.
     """
     for t in range(len(losses)):
-        if threads > 1 and not naive:
+        if parallel:
             loss = _sample_neg_sampling_minibatch_parallel(
                 rngs, pool_tokens, pool_offsets, window, prob, alias, center_vectors,
                 outside_vectors, centers, contexts, context_lengths, negatives, pair_coef,
-                v_c_batch, grad_v_c_batch, window_losses) * (1.0 / len(centers))
+                v_c_batch, grad_v_c_batch, window_losses, work) * (1.0 / len(centers))
         else:
             fill_minibatch(rngs, pool_tokens, pool_offsets, window, prob, alias,
                            centers, contexts, context_lengths, negatives)
@@ -373,9 +376,13 @@ def _train_steps(rngs, pool_tokens, pool_offsets, window, prob, alias, naive, th
         if not math.isfinite(loss):
             return t + 1
         # SGD: the parameters are the outputs of the scatter, with factor -lr
-        _scatter_gradient(centers, contexts, context_lengths, negatives, naive, threads,
-                          pair_coef, v_c_batch, grad_v_c_batch, grad_outside_t, -rates[t],
-                          center_vectors, outside_vectors)
+        if parallel:
+            _update_parallel(centers, v_c_batch, grad_v_c_batch, -rates[t], center_vectors,
+                             outside_vectors, work)
+        else:
+            _scatter_gradient(centers, contexts, context_lengths, negatives, naive, pair_coef,
+                              v_c_batch, grad_v_c_batch, grad_outside_t, -rates[t],
+                              center_vectors, outside_vectors)
     return len(losses)
 
 
@@ -398,6 +405,16 @@ class _Buffers:
     def args(self):
         return (self.pair_coef, self.grad_v_c_batch, self.grad_outside_t, self.v_c_batch,
                 self.probs, self.powers, self.window_losses)
+
+
+def _part_work(streams, parts, batch_size, contexts_per_window, K):
+    """Buffers for the update on threads: each sampling stream's (word, context-or-negative) pairs sorted by the part
+    (_row_part of the word, one part per thread) that updates the word's outside row, in pair
+    order: words int32, windows int32 and coefficients float64 (streams, parts, capacity) and
+    counts int64 (streams, parts). The update's threads each walk only their own pairs."""
+    capacity = -(-batch_size // streams) * contexts_per_window * (K + 1)
+    return (np.zeros((streams, parts, capacity), np.int32), np.zeros((streams, parts, capacity), np.int32),
+            np.zeros((streams, parts, capacity)), np.zeros((streams, parts), np.int64))
 
 
 def _check_loss(loss):
@@ -432,7 +449,7 @@ def minibatch_loss_and_gradient(center_vectors, outside_vectors, batch: Minibatc
                                 batch.context_lengths, negatives, naive, *buffers.args())
     grad_center, grad_outside = np.zeros_like(center_vectors), np.zeros_like(outside_vectors)
     _scatter_gradient(batch.centers, batch.contexts, batch.context_lengths, negatives, naive,
-                      False, buffers.pair_coef, buffers.v_c_batch, buffers.grad_v_c_batch,
+                      buffers.pair_coef, buffers.v_c_batch, buffers.grad_v_c_batch,
                       buffers.grad_outside_t, 1.0, grad_center, grad_outside)
     return value, grad_center, grad_outside
 
@@ -474,6 +491,7 @@ class Stepper:
         self.negatives = self.batch.negatives_or_empty()
         self.buffers = _Buffers(center_vectors.shape[0], center_vectors.shape[1], batch_size,
                                 2 * window, K, self.naive, center_vectors.dtype)
+        self.work = None  # _part_work, sized at the first run (it depends on the streams)
 
     def run(self, rngs, lr, iterations) -> np.ndarray:
         """`iterations` SGD steps with step size lr (a number, or one per iteration: float
@@ -484,17 +502,22 @@ class Stepper:
         """
         losses = np.empty(iterations)
         rates = np.ascontiguousarray(np.broadcast_to(np.asarray(lr, np.float64), (iterations,)))
+        rngs = as_streams(rngs)
         parallel = self.threads > 1 and not self.naive
+        parts = self.threads if parallel else 1
+        if self.work is None or self.work[3].shape != (len(rngs), parts):
+            self.work = _part_work(len(rngs), parts, len(self.batch.centers) if parallel else 0,
+                                   self.batch.contexts.shape[1], self.negatives.shape[2])
         previous_threads = numba.get_num_threads()
         if parallel:
             numba.set_num_threads(self.threads)
         try:
-            done = _train_steps(as_streams(rngs), self.pool.tokens, self.pool.offsets, self.window,
-                                self.table.prob, self.table.alias, self.naive,
-                                self.threads if parallel else 1,
+            done = _train_steps(rngs, self.pool.tokens, self.pool.offsets, self.window,
+                                self.table.prob, self.table.alias, self.naive, parallel,
                                 self.center_vectors, self.outside_vectors, rates, losses,
                                 self.batch.centers, self.batch.contexts,
-                                self.batch.context_lengths, self.negatives, *self.buffers.args())
+                                self.batch.context_lengths, self.negatives, *self.buffers.args(),
+                                self.work)
         finally:
             numba.set_num_threads(previous_threads)
         return losses[:done]
