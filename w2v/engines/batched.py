@@ -153,27 +153,44 @@ def _sample_neg_sampling_minibatch_parallel(rngs, pool_tokens, pool_offsets, win
     thread runs it; the losses are summed in window order afterwards. So the result is
     bit-identical to the sequential kernels'. Each stream also lists its pairs in `work` by the
     part that owns their outside row (see _part_work), for _update_parallel."""
-    words, windows, coefficients, counts = work
-    parts = counts.shape[1]
     for stream in prange(len(rngs)):
         first, last = stream_windows(stream, len(rngs), len(centers))
         fill_windows(rngs[stream], first, last, pool_tokens, pool_offsets, window, prob, alias,
                      centers, contexts, context_lengths, negatives)
-        counts[stream, :] = 0
         for b in range(first, last):
             window_losses[b] = _neg_sampling_window(center_vectors, outside_vectors, centers,
                                                     contexts, context_lengths, negatives,
                                                     pair_coef, v_c_batch, grad_v_c_batch, b)
-            for j in range(context_lengths[b]):
-                for k in range(negatives.shape[2] + 1):
-                    w = _pair_word(contexts, negatives, b, j, k)
-                    part = _row_part(w, parts)
-                    n = counts[stream, part]
-                    words[stream, part, n] = w
-                    windows[stream, part, n] = b
-                    coefficients[stream, part, n] = pair_coef[b, j, k]
-                    counts[stream, part] = n + 1
+        _list_pairs_by_part(stream, first, last, contexts, context_lengths, negatives, pair_coef,
+                            work)
     return _ordered_sum(window_losses)
+
+
+@njit(cache=True)
+def _list_pairs_by_part(stream, first, last, contexts, context_lengths, negatives, pair_coef,
+                        work):
+    """List the pairs of windows first..last-1 (stream `stream`) in work, grouped by the part
+    that owns their outside row and in pair order within a part (a counting sort)."""
+    words, windows, coefficients, starts = work
+    parts = starts.shape[1] - 1
+    cursor = np.zeros(parts + 1, np.int64)
+    for b in range(first, last):
+        for j in range(context_lengths[b]):
+            for k in range(negatives.shape[2] + 1):
+                cursor[_row_part(_pair_word(contexts, negatives, b, j, k), parts) + 1] += 1
+    for part in range(parts):
+        cursor[part + 1] += cursor[part]
+    starts[stream, :] = cursor
+    for b in range(first, last):
+        for j in range(context_lengths[b]):
+            for k in range(negatives.shape[2] + 1):
+                w = _pair_word(contexts, negatives, b, j, k)
+                part = _row_part(w, parts)
+                n = cursor[part]
+                words[stream, n] = w
+                windows[stream, n] = b
+                coefficients[stream, n] = pair_coef[b, j, k]
+                cursor[part] = n + 1
 
 
 @njit(cache=True)
@@ -287,17 +304,17 @@ def _update_part(part, centers, v_c_batch, grad_v_c_batch, factor, center_out, o
     """The update of the rows that part `part` owns (_row_part): its pairs' outside terms, listed
     in `work` stream by stream in pair order, then its centre rows in window order. The terms
     and their order per row are those of _scatter_gradient, so the bits are the same."""
-    words, windows, coefficients, counts = work
+    words, windows, coefficients, starts = work
     scale = 1.0 / len(centers)
     d = v_c_batch.shape[1]
-    for stream in range(counts.shape[0]):
-        for n in range(counts[stream, part]):
-            u_out = outside_out[words[stream, part, n]]
-            v_c = v_c_batch[windows[stream, part, n]]
-            step = factor * scale * coefficients[stream, part, n]
+    for stream in range(starts.shape[0]):
+        for n in range(starts[stream, part], starts[stream, part + 1]):
+            u_out = outside_out[words[stream, n]]
+            v_c = v_c_batch[windows[stream, n]]
+            step = factor * scale * coefficients[stream, n]
             for i in range(d):
                 u_out[i] += step * v_c[i]
-    parts = counts.shape[1]
+    parts = starts.shape[1] - 1
     for b in range(len(centers)):
         if _row_part(centers[b], parts) == part:
             v_out = center_out[centers[b]]
@@ -307,10 +324,10 @@ def _update_part(part, centers, v_c_batch, grad_v_c_batch, factor, center_out, o
 
 @njit(cache=True, parallel=True)
 def _update_parallel(centers, v_c_batch, grad_v_c_batch, factor, center_out, outside_out, work):
-    """The negative-sampling step with the rows split between numba's threads (one part each,
-    see _part_work): every row is written by one thread, its terms in pair order, so the result
+    """The negative-sampling step with the rows split into parts (see _part_work) spread over
+    numba's threads: every row is written by one thread, its terms in pair order, so the result
     is bit-identical to _scatter_gradient's."""
-    for part in prange(work[3].shape[1]):
+    for part in prange(work[3].shape[1] - 1):
         _update_part(part, centers, v_c_batch, grad_v_c_batch, factor, center_out, outside_out,
                      work)
 
@@ -408,13 +425,14 @@ class _Buffers:
 
 
 def _part_work(streams, parts, batch_size, contexts_per_window, K):
-    """Buffers for the update on threads: each sampling stream's (word, context-or-negative) pairs sorted by the part
-    (_row_part of the word, one part per thread) that updates the word's outside row, in pair
-    order: words int32, windows int32 and coefficients float64 (streams, parts, capacity) and
-    counts int64 (streams, parts). The update's threads each walk only their own pairs."""
+    """Buffers for the update on threads: each sampling stream's (word, context-or-negative)
+    pairs grouped by the part (_row_part of the word) that updates the word's outside row, in
+    pair order within a part: words int32, windows int32, coefficients float64 (streams,
+    capacity); part p of stream s is entries starts[s, p]..starts[s, p + 1] - 1, starts int64
+    (streams, parts + 1). A thread updating a part walks only that part's pairs."""
     capacity = -(-batch_size // streams) * contexts_per_window * (K + 1)
-    return (np.zeros((streams, parts, capacity), np.int32), np.zeros((streams, parts, capacity), np.int32),
-            np.zeros((streams, parts, capacity)), np.zeros((streams, parts), np.int64))
+    return (np.zeros((streams, capacity), np.int32), np.zeros((streams, capacity), np.int32),
+            np.zeros((streams, capacity)), np.zeros((streams, parts + 1), np.int64))
 
 
 def _check_loss(loss):
@@ -504,8 +522,8 @@ class Stepper:
         rates = np.ascontiguousarray(np.broadcast_to(np.asarray(lr, np.float64), (iterations,)))
         rngs = as_streams(rngs)
         parallel = self.threads > 1 and not self.naive
-        parts = self.threads if parallel else 1
-        if self.work is None or self.work[3].shape != (len(rngs), parts):
+        parts = self.threads if parallel else 1  # one part of the rows per thread
+        if self.work is None or self.work[3].shape != (len(rngs), parts + 1):
             self.work = _part_work(len(rngs), parts, len(self.batch.centers) if parallel else 0,
                                    self.batch.contexts.shape[1], self.negatives.shape[2])
         previous_threads = numba.get_num_threads()
