@@ -5,8 +5,8 @@ from scipy import stats
 
 from w2v import sample_negatives
 from w2v.corpus import build_corpus
-from w2v.sampling import (Minibatch, NegativeTable, SentencePool, build_sentence_pool,
-                          sample_minibatch)
+from w2v.sampling import (TRAINING_STREAMS, Minibatch, NegativeTable, SentencePool,
+                          build_sentence_pool, sample_minibatch, training_streams)
 
 
 def pool_of(*sentences) -> SentencePool:
@@ -194,3 +194,20 @@ def test_minibatches_are_reproducible_from_the_generator_state():
     rng.bit_generator.state = state
     assert sample_minibatch(rng, pool, table, 50, 5, 10, out=out) is out
     np.testing.assert_array_equal(out.negatives, first.negatives)
+
+
+def test_each_training_stream_draws_its_own_share_of_the_minibatch():
+    pool = pool_of(list(range(20)), [3, 4, 5, 6], [7, 8, 9])
+    table = NegativeTable.from_weights(np.arange(1.0, 21))
+    batch_size = 50  # not a multiple of the 8 streams: shares of 6 and 7 windows
+    together = sample_minibatch(training_streams(5), pool, table, batch_size, 3, 4)
+    alone = [sample_minibatch(rng, pool, table, (s + 1) * batch_size // TRAINING_STREAMS
+                              - s * batch_size // TRAINING_STREAMS, 3, 4)
+             for s, rng in enumerate(training_streams(5))]
+    for name in ("centers", "contexts", "context_lengths", "negatives"):
+        np.testing.assert_array_equal(getattr(together, name),
+                                      np.concatenate([getattr(share, name) for share in alone]))
+    assert len(training_streams(5)) == TRAINING_STREAMS
+    assert not np.array_equal(alone[0].centers[:6], alone[1].centers[:6])  # independent streams
+    with pytest.raises(ValueError, match="rngs"):
+        sample_minibatch([], pool, table, 10, 3, 4)

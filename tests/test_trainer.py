@@ -273,6 +273,36 @@ def test_two_threads_give_bit_identical_negative_sampling_vectors(corpus, dim, d
     assert not np.array_equal(one.outside_vectors, np.zeros_like(one.outside_vectors))
 
 
+THREE_THREADS_CHILD = """
+import numba
+import numpy as np
+from w2v.corpus import build_corpus
+from w2v.trainer import TrainConfig, train
+assert numba.config.NUMBA_NUM_THREADS == 3
+rng = np.random.default_rng(0)
+words = [f"w{i}" for i in range(300)]
+corpus = build_corpus([list(rng.choice(words, size=12)) for _ in range(400)])
+config = dict(dim=24, window=3, K=4, lr=0.3, iterations=30, batch_size=101, log_every=10,
+              checkpoint_every=30, pool_copies=2, dtype="float32")
+one = train(corpus, TrainConfig(**config))
+three = train(corpus, TrainConfig(**config, threads=3))
+print(np.array_equal(one.center_vectors, three.center_vectors),
+      np.array_equal(one.outside_vectors, three.outside_vectors))
+"""
+
+
+def test_three_threads_give_the_one_thread_bits_too():
+    """An odd number of threads: three parts of the rows, 8 streams spread 3-3-2."""
+    import os
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", THREE_THREADS_CHILD], capture_output=True, text=True,
+                           env={**os.environ, "NUMBA_NUM_THREADS": "3"}, timeout=600)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["True", "True"]
+
+
 def test_float32_vectors_follow_the_float64_run_to_single_precision(corpus):
     exact = train(corpus, TrainConfig(**SMALL))
     single = train(corpus, TrainConfig(**SMALL, dtype="float32"))
