@@ -181,21 +181,6 @@ def learning_rate(config: TrainConfig, iteration):
     return float(rates) if rates.ndim == 0 else rates
 
 
-def _run_iterations(stepper, config: TrainConfig, rngs, first, last) -> np.ndarray:
-    """Iterations first..last with their scheduled step sizes; their batch losses (see
-    Stepper.run). The batched engine takes one step size per iteration, the loop engine one per
-    call."""
-    rates = learning_rate(config, np.arange(first, last + 1))
-    if config.engine == "batched" or np.all(rates == rates[0]):
-        return stepper.run(rngs, rates if config.engine == "batched" else float(rates[0]), len(rates))
-    losses = []
-    for rate in rates:
-        losses.append(stepper.run(rngs, float(rate), 1))
-        if len(losses[-1]) == 0 or not np.isfinite(losses[-1][-1]):
-            break
-    return np.concatenate(losses)
-
-
 def initial_vectors(vocab_size, dim, rng, dtype="float64") -> tuple[np.ndarray, np.ndarray]:
     """Centre vectors uniform in (-0.5, 0.5) / dim, outside vectors zero, both (V, d) in dtype
     (float32: the float64 draws rounded, so both dtypes start from the same vectors)."""
@@ -289,7 +274,8 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
     try:
         while step < config.iterations:
             target = _next_event(step, config)
-            losses = _run_iterations(stepper, config, rngs, step + 1, target)
+            losses = stepper.run(rngs, learning_rate(config, np.arange(step + 1, target + 1)),
+                                 target - step)
             if len(losses) < target - step or not np.isfinite(losses[-1]):
                 failed = step + len(losses)
                 raise DivergenceError(failed, float(losses[-1]), learning_rate(config, failed))

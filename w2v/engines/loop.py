@@ -68,13 +68,15 @@ class Stepper:
         self.batch = Minibatch.empty(batch_size, window, 0 if loss == "naive_softmax" else K)
 
     def run(self, rngs, lr, iterations) -> np.ndarray:
-        """`iterations` SGD steps with step size lr, minibatches drawn from rngs (a Generator or a
-        sequence of them, see w2v.sampling.fill_minibatch); returns their batch losses float64 (n,).
+        """`iterations` SGD steps with step size lr (a number, or one per iteration: float
+        (iterations,)), minibatches drawn from rngs (a Generator or a sequence of them, see
+        w2v.sampling.fill_minibatch); returns their batch losses float64 (n,).
 
         Ends early after the first non-finite loss (the last entry), without applying it.
         """
+        rates = np.broadcast_to(np.asarray(lr, np.float64), (iterations,))
         losses = []
-        for _ in range(iterations):
+        for rate in rates:
             sample_minibatch(rngs, self.pool, self.table, len(self.batch.centers), self.window,
                              0, out=self.batch)
             loss, grad_center, grad_outside = minibatch_loss_and_gradient(
@@ -82,6 +84,6 @@ class Stepper:
             losses.append(loss)
             if not np.isfinite(loss):
                 break
-            self.center_vectors -= lr * grad_center
-            self.outside_vectors -= lr * grad_outside
+            self.center_vectors -= rate * grad_center
+            self.outside_vectors -= rate * grad_outside
         return np.array(losses, dtype=np.float64)
