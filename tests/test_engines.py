@@ -186,6 +186,23 @@ def test_bad_engine_input(engine):
         engine.minibatch_loss_and_gradient(center_vectors, outside_vectors[:5], batch, "naive_softmax")
 
 
+def test_stepper_refuses_vectors_it_cannot_train_in_place():
+    corpus = small_corpus()
+    tokens, offsets = corpus.training_sentences()
+    pool = build_sentence_pool(tokens, offsets, np.ones(corpus.vocab_size), 1,
+                               np.random.default_rng(0))
+    table = NegativeTable.from_weights(corpus.neg_weight)
+    center, outside = random_vectors(corpus.vocab_size, 4)
+    single = (center.astype(np.float32), outside.astype(np.float32))
+    with pytest.raises(ValueError, match="center_vectors: .* float64 \\(V, d\\) array"):
+        batched.Stepper(pool, table, *single, "naive_softmax", 3, 5, 8)
+    with pytest.raises(ValueError, match="must have the same dtype"):
+        batched.Stepper(pool, table, center, single[1], "neg_sampling", 3, 5, 8)
+    with pytest.raises(ValueError, match="outside_vectors: .* C-contiguous"):
+        batched.Stepper(pool, table, center, np.asfortranarray(outside), "neg_sampling", 3, 5, 8)
+    batched.Stepper(pool, table, *single, "neg_sampling", 3, 5, 8).run(training_streams(0), 0.1, 2)
+
+
 def test_threaded_stepper_is_bit_identical_and_restores_numba_threads():
     import numba
 

@@ -211,6 +211,17 @@ def test_a_checkpoint_of_another_config_is_an_error(corpus, tmp_path):
     assert {state["bit_generator"] for state in record["rng_states"]} == {"PCG64"}
 
 
+def test_a_checkpoint_of_the_single_generator_format_is_an_error(corpus, tmp_path):
+    train(corpus, TrainConfig(**SMALL), checkpoint_dir=tmp_path)
+    path = tmp_path / "checkpoint.json"
+    record = json.loads(path.read_text())
+    record["format"] = 1
+    record["rng_state"] = record.pop("rng_states")[0]
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="has format 1, expected 2; delete .* to train anew"):
+        train(corpus, TrainConfig(**SMALL), checkpoint_dir=tmp_path)
+
+
 def test_held_out_loss_hand_computed_at_zero_outside_vectors():
     tokens = np.array([0, 1, 2, 2, 0, 1], np.int32)     # sentences [0 1 2] [2] [0 1]
     offsets = np.array([0, 3, 4, 6])
