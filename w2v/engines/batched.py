@@ -22,6 +22,12 @@ all have a gradient), repeated ids accumulating.
 `Stepper.run` fuses sampling (w2v.sampling.fill_minibatch), gradient and step for many
 iterations in one call.
 
+Pair (j, k) of window b is its outside word j (k = 0, `contexts[b, j]`) or that word's k-th
+negative (`negatives[b, j, k - 1]`). The per-pair loops spell that out and index rows as
+`vectors[w, i]`: a row view (`vectors[w]`) or an array passed to a helper costs numba an atomic
+reference count on the array's shared header, per pair, which made the loops about 20% slower on
+one thread and has the threads contend for one cache line.
+
 Naive softmax computes the whole (B, V) score matrix with BLAS products (scores V_c U^T, then
 P U and V_c^T P for the gradients) and a vectorisable exp: measured here about 2x faster than a
 numba loop over the vocabulary per window (20 ms -> 10 ms CPU per classic iteration). The
@@ -59,12 +65,6 @@ def _log_sigmoid(x):
 
 
 @njit(cache=True)
-def _pair_word(contexts, negatives, b, j, k):
-    """Word of pair (j, k) of window b: k = 0 the outside word j, k >= 1 its (k-1)-th negative."""
-    return contexts[b, j] if k == 0 else negatives[b, j, k - 1]
-
-
-@njit(cache=True)
 def _row_part(row, parts):
     """Which of `parts` parts owns a row: a multiplicative hash of the id scaled into 0..parts-1
     (no division, which would cost more than the row test saves; frequent words, which have small
@@ -89,20 +89,19 @@ def _neg_sampling_window(center_vectors, outside_vectors, centers, contexts, con
     here 10-20% faster at d = 100), and every sum still runs in pair order.
     """
     d = center_vectors.shape[1]
-    v_c = v_c_batch[b]
-    grad_v_c = grad_v_c_batch[b]
+    c = centers[b]
     for i in range(d):
-        v_c[i] = center_vectors[centers[b], i]
-        grad_v_c[i] = 0.0
+        v_c_batch[b, i] = center_vectors[c, i]
+        grad_v_c_batch[b, i] = 0.0
     loss = 0.0
     product = 1.0
     pairs = negatives.shape[2] + 1
     for j in range(context_lengths[b]):
         for k in range(pairs):
-            u_w = outside_vectors[_pair_word(contexts, negatives, b, j, k)]
+            w = contexts[b, j] if k == 0 else negatives[b, j, k - 1]
             z = 0.0
             for i in range(d):
-                z += u_w[i] * v_c[i]
+                z += outside_vectors[w, i] * v_c_batch[b, i]
             pair_coef[b, j, k] = z
         for k in range(pairs):
             x = pair_coef[b, j, k] if k == 0 else -pair_coef[b, j, k]
@@ -114,10 +113,10 @@ def _neg_sampling_window(center_vectors, outside_vectors, centers, contexts, con
             # dJ/dz: s(z) - 1 for the outside word; s(z) = 1 - s(-z) for a negative
             pair_coef[b, j, k] = -one_minus_sigmoid if k == 0 else one_minus_sigmoid
         for k in range(pairs):
-            u_w = outside_vectors[_pair_word(contexts, negatives, b, j, k)]
+            w = contexts[b, j] if k == 0 else negatives[b, j, k - 1]
             g = pair_coef[b, j, k]
             for i in range(d):
-                grad_v_c[i] += g * u_w[i]
+                grad_v_c_batch[b, i] += g * outside_vectors[w, i]
     return loss + math.log(product)
 
 
@@ -177,14 +176,15 @@ def _list_pairs_by_part(stream, first, last, contexts, context_lengths, negative
     for b in range(first, last):
         for j in range(context_lengths[b]):
             for k in range(negatives.shape[2] + 1):
-                cursor[_row_part(_pair_word(contexts, negatives, b, j, k), parts) + 1] += 1
+                w = contexts[b, j] if k == 0 else negatives[b, j, k - 1]
+                cursor[_row_part(w, parts) + 1] += 1
     for part in range(parts):
         cursor[part + 1] += cursor[part]
     starts[stream, :] = cursor
     for b in range(first, last):
         for j in range(context_lengths[b]):
             for k in range(negatives.shape[2] + 1):
-                w = _pair_word(contexts, negatives, b, j, k)
+                w = contexts[b, j] if k == 0 else negatives[b, j, k - 1]
                 part = _row_part(w, parts)
                 n = cursor[part]
                 words[stream, n] = w
@@ -309,17 +309,16 @@ def _update_part(part, centers, v_c_batch, grad_v_c_batch, factor, center_out, o
     d = v_c_batch.shape[1]
     for stream in range(starts.shape[0]):
         for n in range(starts[stream, part], starts[stream, part + 1]):
-            u_out = outside_out[words[stream, n]]
-            v_c = v_c_batch[windows[stream, n]]
+            w, b = words[stream, n], windows[stream, n]
             step = factor * scale * coefficients[stream, n]
             for i in range(d):
-                u_out[i] += step * v_c[i]
+                outside_out[w, i] += step * v_c_batch[b, i]
     parts = starts.shape[1] - 1
     for b in range(len(centers)):
-        if _row_part(centers[b], parts) == part:
-            v_out = center_out[centers[b]]
+        c = centers[b]
+        if _row_part(c, parts) == part:
             for i in range(d):
-                v_out[i] += factor * scale * grad_v_c_batch[b, i]
+                center_out[c, i] += factor * scale * grad_v_c_batch[b, i]
 
 
 @njit(cache=True, parallel=True)
@@ -350,17 +349,16 @@ def _scatter_gradient(centers, contexts, context_lengths, negatives, naive, pair
                 outside_out[w, i] += factor * grad_outside_t[i, w]
     else:
         for b in range(len(centers)):
-            v_c = v_c_batch[b]
             for j in range(context_lengths[b]):
                 for k in range(negatives.shape[2] + 1):
-                    u_out = outside_out[_pair_word(contexts, negatives, b, j, k)]
+                    w = contexts[b, j] if k == 0 else negatives[b, j, k - 1]
                     step = factor * scale * pair_coef[b, j, k]
                     for i in range(d):
-                        u_out[i] += step * v_c[i]
+                        outside_out[w, i] += step * v_c_batch[b, i]
     for b in range(len(centers)):
-        v_out = center_out[centers[b]]
+        c = centers[b]
         for i in range(d):
-            v_out[i] += factor * scale * grad_v_c_batch[b, i]
+            center_out[c, i] += factor * scale * grad_v_c_batch[b, i]
 
 
 @njit(cache=True)
