@@ -45,6 +45,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from w2v.engines.prefetch import prefetch_row
 from w2v.sampling import (Minibatch, NegativeTable, SentencePool, as_streams, draw_negative,
                           fill_minibatch, fill_windows, stream_windows)
 
@@ -54,6 +55,7 @@ LOSSES = ("naive_softmax", "neg_sampling")
 # NaN/inf the loss becomes. The code (and so the rounding) is fixed per machine, so a seed still
 # gives bit-identical vectors; the last bits may differ from the loop engine's (tested to 1e-10).
 _PAIR_FLAGS = {"reassoc", "contract", "nsz", "arcp"}
+_AHEAD = 8  # the update prefetches the row of the pair this many pairs ahead
 
 
 @njit(cache=True)
@@ -97,6 +99,9 @@ def _neg_sampling_window(center_vectors, outside_vectors, centers, contexts, con
     product = 1.0
     pairs = negatives.shape[2] + 1
     for j in range(context_lengths[b]):
+        if j + 1 < context_lengths[b]:
+            for k in range(pairs):
+                prefetch_row(outside_vectors, contexts[b, j + 1] if k == 0 else negatives[b, j + 1, k - 1])
         for k in range(pairs):
             w = contexts[b, j] if k == 0 else negatives[b, j, k - 1]
             z = 0.0
@@ -308,7 +313,10 @@ def _update_part(part, centers, v_c_batch, grad_v_c_batch, factor, center_out, o
     scale = 1.0 / len(centers)
     d = v_c_batch.shape[1]
     for stream in range(starts.shape[0]):
-        for n in range(starts[stream, part], starts[stream, part + 1]):
+        end = starts[stream, part + 1]
+        for n in range(starts[stream, part], end):
+            if n + _AHEAD < end:
+                prefetch_row(outside_out, words[stream, n + _AHEAD])
             w, b = words[stream, n], windows[stream, n]
             step = factor * scale * coefficients[stream, n]
             for i in range(d):
