@@ -76,7 +76,7 @@ def _row_part(row, parts):
 
 @njit(cache=True, fastmath=_PAIR_FLAGS)
 def _neg_sampling_window(center_vectors, outside_vectors, centers, contexts, context_lengths,
-                         negatives, pair_coef, v_c_batch, grad_v_c_batch, b):
+                         negatives, pair_coef, v_c_batch, grad_v_c_batch, b, next_b):
     """Loss of window b; fills pair_coef[b, j, k] = dJ/d(u_w.v_c) of its pair (j, k) (s(z) - 1
     for the outside word, s(z) for a negative), v_c_batch[b] = v_c (a copy, for the update) and
     grad_v_c_batch[b] = its dJ/dv_c.
@@ -99,9 +99,17 @@ def _neg_sampling_window(center_vectors, outside_vectors, centers, contexts, con
     product = 1.0
     pairs = negatives.shape[2] + 1
     for j in range(context_lengths[b]):
-        if j + 1 < context_lengths[b]:
+        # while this outside word's rows are used, the next one's (or the next window's) load
+        next_j = j + 1
+        if next_j == context_lengths[b] and next_b >= 0:
+            b_ahead, next_j = next_b, 0
+            prefetch_row(center_vectors, centers[next_b])
+        else:
+            b_ahead = b
+        if next_j < context_lengths[b_ahead]:
             for k in range(pairs):
-                prefetch_row(outside_vectors, contexts[b, j + 1] if k == 0 else negatives[b, j + 1, k - 1])
+                prefetch_row(outside_vectors, contexts[b_ahead, next_j] if k == 0
+                             else negatives[b_ahead, next_j, k - 1])
         for k in range(pairs):
             w = contexts[b, j] if k == 0 else negatives[b, j, k - 1]
             z = 0.0
@@ -143,7 +151,8 @@ def _neg_sampling_minibatch(center_vectors, outside_vectors, centers, contexts, 
     for b in range(len(centers)):
         window_losses[b] = _neg_sampling_window(center_vectors, outside_vectors, centers, contexts,
                                                 context_lengths, negatives, pair_coef,
-                                                v_c_batch, grad_v_c_batch, b)
+                                                v_c_batch, grad_v_c_batch, b,
+                                                b + 1 if b + 1 < len(centers) else -1)
     return _ordered_sum(window_losses)
 
 
@@ -164,7 +173,8 @@ def _sample_neg_sampling_minibatch_parallel(rngs, pool_tokens, pool_offsets, win
         for b in range(first, last):
             window_losses[b] = _neg_sampling_window(center_vectors, outside_vectors, centers,
                                                     contexts, context_lengths, negatives,
-                                                    pair_coef, v_c_batch, grad_v_c_batch, b)
+                                                    pair_coef, v_c_batch, grad_v_c_batch, b,
+                                                    b + 1 if b + 1 < last else -1)
         _list_pairs_by_part(stream, first, last, contexts, context_lengths, negatives, pair_coef,
                             work)
     return _ordered_sum(window_losses)
@@ -323,6 +333,8 @@ def _update_part(part, centers, v_c_batch, grad_v_c_batch, factor, center_out, o
                 outside_out[w, i] += step * v_c_batch[b, i]
     parts = starts.shape[1] - 1
     for b in range(len(centers)):
+        if b + _AHEAD < len(centers) and _row_part(centers[b + _AHEAD], parts) == part:
+            prefetch_row(center_out, centers[b + _AHEAD])
         c = centers[b]
         if _row_part(c, parts) == part:
             for i in range(d):
@@ -356,14 +368,22 @@ def _scatter_gradient(centers, contexts, context_lengths, negatives, naive, pair
             for i in range(d):
                 outside_out[w, i] += factor * grad_outside_t[i, w]
     else:
+        pairs = negatives.shape[2] + 1
         for b in range(len(centers)):
             for j in range(context_lengths[b]):
-                for k in range(negatives.shape[2] + 1):
+                b_ahead, next_j = (b, j + 1) if j + 1 < context_lengths[b] else (b + 1, 0)
+                if b_ahead < len(centers):
+                    for k in range(pairs):
+                        prefetch_row(outside_out, contexts[b_ahead, next_j] if k == 0
+                                     else negatives[b_ahead, next_j, k - 1])
+                for k in range(pairs):
                     w = contexts[b, j] if k == 0 else negatives[b, j, k - 1]
                     step = factor * scale * pair_coef[b, j, k]
                     for i in range(d):
                         outside_out[w, i] += step * v_c_batch[b, i]
     for b in range(len(centers)):
+        if b + _AHEAD < len(centers):
+            prefetch_row(center_out, centers[b + _AHEAD])
         c = centers[b]
         for i in range(d):
             center_out[c, i] += factor * scale * grad_v_c_batch[b, i]
