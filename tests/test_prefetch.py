@@ -9,12 +9,10 @@ from w2v.engines.prefetch import prefetch_row
 
 @njit
 def gather_rows_with_prefetch(vectors, rows):
-    """vectors[rows], prefetching each row before copying it and the next row while copying."""
+    """vectors[rows], prefetching each row before copying it."""
     out = np.empty((len(rows), vectors.shape[1]), vectors.dtype)
     for n in range(len(rows)):
         prefetch_row(vectors, rows[n])
-        if n + 1 < len(rows):
-            prefetch_row(vectors, rows[n + 1])
         for i in range(vectors.shape[1]):
             out[n, i] = vectors[rows[n], i]
     return out
