@@ -24,18 +24,20 @@ iterations in one call.
 
 Pair (j, k) of window b is its outside word j (k = 0, `contexts[b, j]`) or that word's k-th
 negative (`negatives[b, j, k - 1]`). The per-pair loops spell that out and index rows as
-`vectors[w, i]`: a row view (`vectors[w]`) or an array passed to a helper costs numba an atomic
-reference count on the array's shared header, per pair, which made the loops about 20% slower on
-one thread and has the threads contend for one cache line.
+`vectors[w, i]`: numba reference-counts a row view (`vectors[w]`), or an array passed to a
+helper, with an atomic operation on the array's shared header; per pair, that slows the loops
+and has the threads contend for one cache line. Arrays are passed to helpers once per window
+(grouped in the named tuples below), not per pair.
 
 Naive softmax computes the whole (B, V) score matrix with BLAS products (scores V_c U^T, then
-P U and V_c^T P for the gradients) and a vectorisable exp: measured here about 2x faster than a
-numba loop over the vocabulary per window (20 ms -> 10 ms CPU per classic iteration). The
+P U and V_c^T P for the gradients) and a vectorisable exp instead of a numba loop over the
+vocabulary per window: its cost is those O(B V d) products, which BLAS and SIMD do best. (The
+figures behind these choices: docs/design.md, "Measured choices in the batched kernels".) The
 trainer limits BLAS to one thread by default; everything is then single-threaded and
 bit-reproducible. With `Stepper(threads=2)` negative sampling spreads every phase over numba
 threads and gets the same bits for any thread count: the sampling streams (w2v.sampling
 `training_streams`) each draw their share of the windows and compute those windows' gradients
-(`_neg_sampling_window`, independent per window), the losses are summed in window order, and the
+(`_neg_sampling_windows`, independent per window), the losses are summed in window order, and the
 update splits the rows between the threads (`_update_parallel`; each stream lists its pairs by
 the thread that owns their row while computing them), each row's terms added in pair order.
 """
@@ -130,66 +132,70 @@ def _row_part(row, parts):
 
 
 @njit(cache=True, fastmath=_PAIR_FLAGS)
-def _neg_sampling_window(params, batch, buffers, b, next_b):
-    """Loss of window b; fills pair_coef[b, j, k] = dJ/d(u_w.v_c) of its pair (j, k) (s(z) - 1
-    for the outside word, s(z) for a negative), v_c_batch[b] = v_c (a copy, for the update) and
-    grad_v_c_batch[b] = its dJ/dv_c.
-    Reads only the parameters and writes only row b of the buffers, so windows are independent.
+def _neg_sampling_windows(params, batch, buffers, first, last):
+    """Loss of windows first..last-1 into window_losses[b]; fills pair_coef[b, j, k] =
+    dJ/d(u_w.v_c) of pair (j, k) of window b (s(z) - 1 for the outside word, s(z) for a
+    negative), v_c_batch[b] = v_c (a copy, for the update) and grad_v_c_batch[b] = its dJ/dv_c.
+    Reads only the parameters and writes only rows first..last-1 of the buffers, so windows are
+    independent. One call per range of windows, not per window: passing the named tuples to a
+    helper costs numba a reference count per array, which per window would be felt.
 
     Each pair costs -log s(x), x = z for the outside word and -z for a negative; with
     e = exp(-|x|) that is max(-x, 0) + log(1 + e), and 1 - s(x) = e/(1 + e) (x >= 0) or
     1/(1 + e) (x < 0): one exp per pair, no overflow, and one log per window for the product
     of the (1 + e) factors (each in [1, 2], so at most 2^(2m(K+1)), far from overflowing).
     Per outside word, three loops over its K + 1 pairs (dot products, coefficients, then the
-    dJ/dv_c terms) rather than one: the independent dot products overlap in the CPU (measured
-    here 10-20% faster at d = 100), and every sum still runs in pair order.
+    dJ/dv_c terms) rather than one: the K + 1 dot products are independent, so the CPU overlaps
+    them instead of waiting for each sum in turn, and every sum still runs in pair order.
     """
     center_vectors, outside_vectors = params.center, params.outside
     centers, contexts, negatives = batch.centers, batch.contexts, batch.negatives
     context_lengths = batch.context_lengths
     pair_coef, v_c_batch = buffers.pair_coef, buffers.v_c_batch
-    grad_v_c_batch = buffers.grad_v_c_batch
+    grad_v_c_batch, window_losses = buffers.grad_v_c_batch, buffers.window_losses
     d = center_vectors.shape[1]
-    c = centers[b]
-    for i in range(d):
-        v_c_batch[b, i] = center_vectors[c, i]
-        grad_v_c_batch[b, i] = 0.0
-    loss = 0.0
-    product = 1.0
     pairs = negatives.shape[2] + 1
-    for j in range(context_lengths[b]):
-        # while this outside word's rows are used, the next one's (or the next window's) load
-        next_j = j + 1
-        if next_j == context_lengths[b] and next_b >= 0:
-            b_ahead, next_j = next_b, 0
-            prefetch_row(center_vectors, centers[next_b])
-        else:
-            b_ahead = b
-        if next_j < context_lengths[b_ahead]:
+    for b in range(first, last):
+        next_b = b + 1 if b + 1 < last else -1
+        c = centers[b]
+        for i in range(d):
+            v_c_batch[b, i] = center_vectors[c, i]
+            grad_v_c_batch[b, i] = 0.0
+        loss = 0.0
+        product = 1.0
+        for j in range(context_lengths[b]):
+            # while this outside word's rows are used, the next one's (or the next window's) load
+            next_j = j + 1
+            if next_j == context_lengths[b] and next_b >= 0:
+                b_ahead, next_j = next_b, 0
+                prefetch_row(center_vectors, centers[next_b])
+            else:
+                b_ahead = b
+            if next_j < context_lengths[b_ahead]:
+                for k in range(pairs):
+                    prefetch_row(outside_vectors, contexts[b_ahead, next_j] if k == 0
+                                 else negatives[b_ahead, next_j, k - 1])
             for k in range(pairs):
-                prefetch_row(outside_vectors, contexts[b_ahead, next_j] if k == 0
-                             else negatives[b_ahead, next_j, k - 1])
-        for k in range(pairs):
-            w = contexts[b, j] if k == 0 else negatives[b, j, k - 1]
-            z = 0.0
-            for i in range(d):
-                z += outside_vectors[w, i] * v_c_batch[b, i]
-            pair_coef[b, j, k] = z
-        for k in range(pairs):
-            x = pair_coef[b, j, k] if k == 0 else -pair_coef[b, j, k]
-            e = math.exp(-abs(x))
-            one_minus_sigmoid = e / (1.0 + e) if x >= 0 else 1.0 / (1.0 + e)
-            if x < 0:
-                loss -= x
-            product *= 1.0 + e
-            # dJ/dz: s(z) - 1 for the outside word; s(z) = 1 - s(-z) for a negative
-            pair_coef[b, j, k] = -one_minus_sigmoid if k == 0 else one_minus_sigmoid
-        for k in range(pairs):
-            w = contexts[b, j] if k == 0 else negatives[b, j, k - 1]
-            g = pair_coef[b, j, k]
-            for i in range(d):
-                grad_v_c_batch[b, i] += g * outside_vectors[w, i]
-    return loss + math.log(product)
+                w = contexts[b, j] if k == 0 else negatives[b, j, k - 1]
+                z = 0.0
+                for i in range(d):
+                    z += outside_vectors[w, i] * v_c_batch[b, i]
+                pair_coef[b, j, k] = z
+            for k in range(pairs):
+                x = pair_coef[b, j, k] if k == 0 else -pair_coef[b, j, k]
+                e = math.exp(-abs(x))
+                one_minus_sigmoid = e / (1.0 + e) if x >= 0 else 1.0 / (1.0 + e)
+                if x < 0:
+                    loss -= x
+                product *= 1.0 + e
+                # dJ/dz: s(z) - 1 for the outside word; s(z) = 1 - s(-z) for a negative
+                pair_coef[b, j, k] = -one_minus_sigmoid if k == 0 else one_minus_sigmoid
+            for k in range(pairs):
+                w = contexts[b, j] if k == 0 else negatives[b, j, k - 1]
+                g = pair_coef[b, j, k]
+                for i in range(d):
+                    grad_v_c_batch[b, i] += g * outside_vectors[w, i]
+        window_losses[b] = loss + math.log(product)
 
 
 @njit(cache=True)
@@ -204,14 +210,10 @@ def _ordered_sum(values):
 
 @njit(cache=True)
 def _neg_sampling_minibatch(params, batch, buffers):
-    """Summed loss of the windows, one after the other (see _neg_sampling_window).
+    """Summed loss of the windows, one after the other (see _neg_sampling_windows).
     Buffers used: pair_coef, v_c_batch, grad_v_c_batch, window_losses."""
-    window_losses = buffers.window_losses
-    size = len(batch.centers)
-    for b in range(size):
-        window_losses[b] = _neg_sampling_window(params, batch, buffers, b,
-                                                b + 1 if b + 1 < size else -1)
-    return _ordered_sum(window_losses)
+    _neg_sampling_windows(params, batch, buffers, 0, len(batch.centers))
+    return _ordered_sum(buffers.window_losses)
 
 
 @njit(cache=True, parallel=True)
@@ -221,17 +223,14 @@ def _sample_neg_sampling_minibatch_parallel(rngs, sampler, params, batch, buffer
     thread runs it; the losses are summed in window order afterwards. So the result is
     bit-identical to the sequential kernels'. Each stream also lists its pairs in `work` by the
     part that owns their outside row (see _part_work), for _update_parallel."""
-    window_losses = buffers.window_losses
     for stream in prange(len(rngs)):
         first, last = stream_windows(stream, len(rngs), len(batch.centers))
         fill_windows(rngs[stream], first, last, sampler.tokens, sampler.offsets, sampler.window,
                      sampler.prob, sampler.alias, batch.centers, batch.contexts,
                      batch.context_lengths, batch.negatives)
-        for b in range(first, last):
-            window_losses[b] = _neg_sampling_window(params, batch, buffers, b,
-                                                    b + 1 if b + 1 < last else -1)
+        _neg_sampling_windows(params, batch, buffers, first, last)
         _list_pairs_by_part(stream, first, last, batch, buffers.pair_coef, work)
-    return _ordered_sum(window_losses)
+    return _ordered_sum(buffers.window_losses)
 
 
 @njit(cache=True)
@@ -279,7 +278,8 @@ _ROUNDER = 6755399441055744.0  # 1.5 * 2^52: y + _ROUNDER rounds y to an integer
 def _exp_shifted(row, top, powers):
     """row[w] = exp(row[w] - top) in place for row <= top; returns the sum of the new row.
 
-    A vectorisable exp (a loop of math.exp calls costs 2-3x as much here): x = k ln2 + r with
+    A vectorisable exp (a loop of math.exp calls is one library call per element; the figures
+    are in docs/design.md): x = k ln2 + r with
     k = round(x / ln2) (Cody-Waite split of ln2), a degree-12 Taylor polynomial for exp(r) on
     |r| <= ln2/2 (relative error below 5e-15, checked against numpy's exp in
     tests/test_engines.py), and 2^k built from its bit pattern. powers: scratch float64 (V,).
@@ -317,7 +317,8 @@ def _naive_softmax_minibatch(params, batch, scale, buffers):
     scale * (dJ/dU)^T of the batch, (d, V) (every row of U has a gradient). All outside words of
     a window share y_hat = softmax(U v_c), so per window the coefficient row is
     n y_hat - sum_o y_o, and the batch's three products are BLAS calls: scores V_c U^T (B, V),
-    dJ/dV_c = P U (B, d), (dJ/dU)^T = V_c^T P (d, V; 2x faster here than P^T V_c).
+    dJ/dV_c = P U (B, d), (dJ/dU)^T = V_c^T P (d, V; chosen over P^T V_c (V, d) by measurement,
+    see docs/design.md).
     Buffers used: v_c_batch, grad_v_c_batch (B, d), grad_outside_t (d, V), probs (B, V),
     powers (V,).
     """
