@@ -26,8 +26,9 @@ Pair (j, k) of window b is its outside word j (k = 0, `contexts[b, j]`) or that 
 negative (`negatives[b, j, k - 1]`). The per-pair loops spell that out and index rows as
 `vectors[w, i]`: numba reference-counts a row view (`vectors[w]`), or an array passed to a
 helper, with an atomic operation on the array's shared header; per pair, that slows the loops
-and has the threads contend for one cache line. Arrays are passed to helpers once per window
-(grouped in the named tuples below), not per pair.
+and has the threads contend for one cache line. The kernels take their arrays grouped in the
+named tuples below and read the fields into locals once per call; the per-window work runs in
+one call per range of windows (`_neg_sampling_windows`), so no array is passed per window or pair.
 
 Naive softmax computes the whole (B, V) score matrix with BLAS products (scores V_c U^T, then
 P U and V_c^T P for the gradients) and a vectorisable exp instead of a numba loop over the
@@ -137,8 +138,9 @@ def _neg_sampling_windows(params, batch, buffers, first, last):
     dJ/d(u_w.v_c) of pair (j, k) of window b (s(z) - 1 for the outside word, s(z) for a
     negative), v_c_batch[b] = v_c (a copy, for the update) and grad_v_c_batch[b] = its dJ/dv_c.
     Reads only the parameters and writes only rows first..last-1 of the buffers, so windows are
-    independent. One call per range of windows, not per window: passing the named tuples to a
-    helper costs numba a reference count per array, which per window would be felt.
+    independent. One call per range of windows, not per window: each call costs numba a
+    reference count per array of the named tuples, a measurable share of an iteration if paid
+    per window (docs/design.md).
 
     Each pair costs -log s(x), x = z for the outside word and -z for a negative; with
     e = exp(-|x|) that is max(-x, 0) + log(1 + e), and 1 - s(x) = e/(1 + e) (x >= 0) or
