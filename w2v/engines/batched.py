@@ -73,8 +73,9 @@ class Vectors(NamedTuple):
 
 
 class Sampler(NamedTuple):
-    """What w2v.sampling.fill_minibatch draws from: the sentence pool (tokens int32 (N,), offsets
-    int64 (S + 1,)), the maximum half-width, and the negatives' alias table (float64 / int32 (V,))."""
+    """What w2v.sampling.fill_minibatch draws from: the sentence pool (tokens int32 (N,),
+    offsets int64 (S + 1,)), the maximum half-width m, and the negatives' alias table (prob
+    float64 (V,), alias int32 (V,))."""
     tokens: np.ndarray
     offsets: np.ndarray
     window: int
@@ -84,7 +85,8 @@ class Sampler(NamedTuple):
 
 class Batch(NamedTuple):
     """The arrays of a w2v.sampling.Minibatch (B windows): centers int32 (B,), contexts int32
-    (B, 2m), context_lengths int32 (B,), negatives int32 (B, 2m, K) ((B, 2m, 0) for naive softmax)."""
+    (B, 2m), context_lengths int32 (B,), negatives int32 (B, 2m, K) ((B, 2m, 0) for naive
+    softmax)."""
     centers: np.ndarray
     contexts: np.ndarray
     context_lengths: np.ndarray
