@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -41,9 +42,10 @@ def session_memory(session: int) -> tuple[int, float]:
 
 def measure(store: str, extra: list[str], env: dict[str, str]) -> tuple[int, float]:
     port = free_port()
+    log = tempfile.TemporaryFile()
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store,
                                "--host", "127.0.0.1", "--port", str(port), *extra],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                               env={**os.environ, **env})
     try:
         deadline = time.monotonic() + 180
@@ -53,7 +55,8 @@ def measure(store: str, extra: list[str], env: dict[str, str]) -> tuple[int, flo
                     break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("mlflow ui did not start")
+                    log.seek(0)
+                    raise RuntimeError(f"mlflow ui did not start:\n{log.read().decode()[-2000:]}")
                 time.sleep(0.5)
         request = urllib.request.Request(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search",
                                          data=b'{"max_results": 100}', headers={"Content-Type": "application/json"})
