@@ -64,8 +64,12 @@ def measure(store: str, extra: list[str], env: dict[str, str]) -> tuple[int, flo
         time.sleep(3)  # let every worker finish starting
         return session_memory(os.getsid(server.pid))
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        os.killpg(server.pid, signal.SIGTERM)  # the server, its workers and its job runner
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 def main() -> None:
