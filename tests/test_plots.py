@@ -1,6 +1,7 @@
 """The 2-D word plot: labels that stay readable when words sit on top of each other, and a plot of
 the most frequent words (with one note) when the assignment's words are not in the vocabulary."""
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,3 +74,35 @@ def test_notes_say_what_was_left_out():
     assert partial.note == "left out 2 of 24 words absent from the vocabulary: great cool"
     with pytest.raises(ValueError, match="at least 2 words"):
         choose_plot_words(["only", "UNK"], VISUALIZE_WORDS, counts=np.array([3, 1]))
+
+
+def test_a_run_on_a_corpus_without_the_plot_words_finishes_with_one_note(tmp_path, empty_store):
+    """Issue 13, defect 1: the 2-D plot no longer kills a run after training on such a corpus."""
+    import os
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from w2v.corpus import build_corpus, save_corpus
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(30)]
+    sentences = [list(rng.choice(words, size=rng.integers(4, 10))) for _ in range(200)]
+    save_corpus(build_corpus(sentences), tmp_path / "processed")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DVC_", "W2V_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.train", f"paths.processed={tmp_path / 'processed'}",
+         f"paths.checkpoints={tmp_path / 'checkpoints'}", f"hydra.run.dir={tmp_path / 'run'}",
+         "train.iterations=40", "train.checkpoint_every=20"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=600,
+        env=env | {"MLFLOW_TRACKING_URI": empty_store})
+    assert done.returncode == 0, done.stderr[-3000:]
+    notes = [line for line in (done.stdout + done.stderr).splitlines() if "word_vectors.png:" in line]
+    assert len(notes) == 1 and notes[0].endswith(
+        "only 0 of the 24 plot words are in the vocabulary; plotted its 24 most frequent words instead"), notes
+    assert (tmp_path / "run" / "word_vectors.png").read_bytes()[:8] == PNG
+    client = MlflowClient(empty_store)
+    (run,) = client.search_runs([client.get_experiment_by_name("w2v").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert "word_vectors.png" in {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
