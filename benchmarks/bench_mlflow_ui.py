@@ -1,10 +1,10 @@
 """What `mlflow ui` costs in memory: its default against `--workers 1` (and without MLflow's job
 runner), on one store, side by side.
 
-    python benchmarks/bench_mlflow_ui.py [--store sqlite:///mlflow.db] [--repeats 3]
+    python benchmarks/bench_mlflow_ui.py [--store sqlite:///mlflow.db] [--repeats 3] [--settle 30]
 
-Starts each variant (alternating, `repeats` times), waits for /health and for one page load of the
-experiment list, then sums the resident memory (RSS) of every process of the server's session and
+Starts each variant (alternating, `repeats` times), waits for /health, one page load of the
+experiment list and `--settle` seconds (the job runner's consumers start after the server), then sums the resident memory (RSS) of every process of the server's session and
 counts them. Prints the medians and the ratio. The server is always stopped.
 """
 import argparse
@@ -40,7 +40,7 @@ def session_memory(session: int) -> tuple[int, float]:
     return len(rss), sum(rss) / 1024
 
 
-def measure(store: str, extra: list[str], env: dict[str, str]) -> tuple[int, float]:
+def measure(store: str, extra: list[str], env: dict[str, str], settle: float) -> tuple[int, float]:
     port = free_port()
     log = tempfile.TemporaryFile()
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store,
@@ -61,7 +61,7 @@ def measure(store: str, extra: list[str], env: dict[str, str]) -> tuple[int, flo
         request = urllib.request.Request(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search",
                                          data=b'{"max_results": 100}', headers={"Content-Type": "application/json"})
         urllib.request.urlopen(request, timeout=30).read()
-        time.sleep(3)  # let every worker finish starting
+        time.sleep(settle)  # let every worker and consumer finish importing
         return session_memory(os.getsid(server.pid))
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server, its workers and its job runner
@@ -76,11 +76,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", default="sqlite:///mlflow.db")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=30, help="seconds to wait after the first page load")
     args = parser.parse_args()
     results = {name: [] for name in VARIANTS}
     for _ in range(args.repeats):
         for name, (extra, env) in VARIANTS.items():
-            results[name].append(measure(args.store, extra, env))
+            results[name].append(measure(args.store, extra, env, args.settle))
     medians = {}
     for name, runs in results.items():
         processes = statistics.median(n for n, _ in runs)
