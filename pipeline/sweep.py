@@ -77,6 +77,7 @@ class SweepCallback(Callback):
         self.expected: dict[str, int] = {}
         self.swept_keys: list[str] = []
         self.closed = False
+        self.summary = ""  # the table of jobs printed at the sweep's end
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if config.hydra.job.name != self.task:
@@ -143,19 +144,29 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if config.hydra.job.name != self.task or not self.parents:
             return
-        failures = self._close()
+        failures = self._close(config=config)
+        if self.summary:
+            print(self.summary, flush=True)
         if failures:
             print(f"error: {len(failures)} run(s) of the sweep did not finish: " + "; ".join(failures), file=sys.stderr)
             sys.exit(1)
 
-    def _close(self, failed_reason: str | None = None) -> list[str]:
-        """End the parent runs; returns one text per child run that did not finish."""
+    def _close(self, failed_reason: str | None = None, config: DictConfig | None = None) -> list[str]:
+        """End the parent runs; returns one text per child run that did not finish.
+
+        At the sweep's end (`config` given) the comparison of the children goes into each parent
+        first (pipeline.sweep_report), and the summary table of the jobs into self.summary.
+        """
         if self.closed:
             return []
         self.closed = True
         from pipeline import tracking
 
         client = tracking.client()
+        if config is not None and not failed_reason:
+            from pipeline.sweep_report import finish
+
+            self.summary = finish(client, config, self.parents, self.swept_keys, self.sweep_file)
         failures = []
         for experiment, parent_id in self.parents.items():
             children = client.search_runs(
