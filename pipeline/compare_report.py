@@ -79,6 +79,10 @@ def _axis_values(axes, values: pd.Series, param: str):
         positive = numbers[numbers > 0]
         if len(positive) == len(numbers) and (param.endswith("lr") or positive.max() / positive.min() >= 50):
             axes.set_xscale("log")
+        distinct = sorted(numbers.unique())
+        if len(distinct) <= 10:  # ticks at the swept values themselves, no log-axis minor labels
+            axes.set_xticks(distinct, [f"{v:g}" for v in distinct], fontsize=7)
+            axes.set_xticks([], minor=True)
         return numbers.astype(float)
     categories = sorted(values.astype(str).unique())
     axes.set_xticks(range(len(categories)), categories, rotation=15, fontsize=7)
