@@ -13,8 +13,10 @@ process, before any job starts:
    and fluent nested runs do not cross process boundaries);
 4. writes all that to `<sweep dir>/mlflow_sweep.json` and points $W2V_SWEEP_FILE at it, which the
    jobs (in this process or in launcher workers, which inherit the environment) read.
-At the end it closes the parent run: FINISHED when every child finished, else FAILED with a
-summary line and a non-zero exit.
+At the end it logs the comparison of the finished children to the parent (pipeline.sweep_report:
+report.md, report.html, tables, figures), prints one table of the jobs (status, headline figures,
+run id) and closes the parent run: FINISHED when every child finished, else FAILED with a summary
+line and a non-zero exit.
 """
 import atexit
 import json

@@ -38,7 +38,7 @@ def test_each_loss_has_its_own_learning_rate():
     # config carries its own default; an explicit train.lr still wins
     assert composed().train.lr == 0.3
     assert composed("loss=naive_softmax").train.lr == composed("loss=naive_softmax", "+sweep=loss").train.lr
-    assert composed("loss=naive_softmax").train.lr != 0.3
+    assert composed("loss=naive_softmax").train.lr == 20
     assert composed("loss=naive_softmax", "train.lr=0.1").train.lr == 0.1
 
 
