@@ -174,7 +174,8 @@ RULE = (f"A group is *distinguishable from the best* when, with two or more seed
 
 def report_markdown(table, groups, weights, metric, params, title, figures) -> str:
     table_figures = [f for f in table.columns if f in DIRECTIONS or (f.startswith("eval_") and not f.endswith(CI_SUFFIX))]
-    headline = [f for f in table_figures if not f.endswith(("_oov", "_random"))][:9]
+    constant = [f for f in table_figures if f not in DIRECTIONS and table[f].nunique(dropna=True) == 1]
+    headline = [f for f in table_figures if f in DIRECTIONS and not f.endswith(("_oov", "_random"))][:9]
     lines = [f"# {title}", "",
              f"{len(table)} runs, ranked by `{metric}` ({DIRECTIONS[metric]} is better). "
              f"Parameters that differ: {', '.join(f'`{p}`' for p in params) or 'none'}. "
@@ -186,6 +187,9 @@ def report_markdown(table, groups, weights, metric, params, title, figures) -> s
               "One-way eta²: the share of the figure's variance over all runs that the parameter's values explain.", "",
               weights.to_markdown(index=False, floatfmt=".3f"), "", "![parameter importance](importance.png)", "",
               "## Runs", "", runs_markdown(table, params, headline), "",
+              *([f"The same for every run (references and counts): "
+                 + ", ".join(f"`{f}` = {table[f].dropna().iloc[0]:.4g}" for f in constant) + ". "
+                 "Every figure of every run is in runs.csv.", ""] if constant else []),
               "## Loss curves", "", "![loss curves](loss_curves.png)", "",
               "## Each held-out figure against each parameter", ""]
     lines += [f"![{name} against the parameters](vs_params_{name}.png)\n" for name in figures]
