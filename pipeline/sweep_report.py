@@ -1,7 +1,7 @@
 """What a sweep leaves at its end (called by pipeline.sweep.SweepCallback): the comparison of its
 children logged to the parent run (pipeline.compare: report.md, report.html, tables, figures), and
 one summary table on the terminal, one line per job: number, swept values, status, headline
-figures, run id."""
+figures, run id. Also the table of figures a run by hand prints at its end (run_figures)."""
 import logging
 from pathlib import Path
 
@@ -98,3 +98,16 @@ def finish(client, config, parents: dict[str, str], swept_keys: list[str], sweep
 
             tracking.set_tags(client, parent_id, {"compare_error": reason[:5000]})
     return summary_table(client, list(parents.values()), read_jobs(config), swept_keys, skipped_keys(sweep_file))
+
+
+def run_figures(client, run_id: str) -> str:
+    """The figures of one finished run as a terminal table (figure, value ± 95% half-width, which
+    way is better), declared figures first; printed at the end of a run by hand."""
+    from pipeline.compare_stats import DIRECTIONS
+
+    run = client.get_run(run_id)
+    metrics = run.data.metrics
+    names = [m for m in DIRECTIONS if m in metrics]
+    names += sorted(m for m in metrics if m.startswith("eval_") and not m.endswith(CI_SUFFIX) and m not in names)
+    rows = [[name, _figure(run, name), DIRECTIONS.get(name, "")] for name in names]
+    return f"MLflow run {run_id}\n" + tabulate(rows, headers=["figure", "value ± 95%", "better"], tablefmt="simple")

@@ -79,10 +79,21 @@ def test_a_preset_sweep_ends_with_its_report_and_the_job_table(fixture_corpus, e
         assert any(line.startswith(f"[#{number} window={window},seed={seed}] ") for line in job_lines)
 
 
-def test_a_single_run_has_no_prefix(fixture_corpus, empty_store, tmp_path):
+def test_a_run_by_hand_has_no_prefix_and_ends_with_its_figures(fixture_corpus, empty_store, tmp_path):
     done = subprocess.run([sys.executable, "-m", "pipeline.train", f"paths.processed={fixture_corpus}",
                            f"paths.checkpoints={tmp_path / 'checkpoints'}", f"hydra.run.dir={tmp_path / 'run'}",
                            "train.iterations=20", "train.checkpoint_every=20"],
                           cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert any(line.startswith("[20") and "MLflow run" in line for line in done.stdout.splitlines()), done.stdout[-2000:]
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("[20") and "MLflow run" in line for line in lines), done.stdout[-2000:]
+    client = MlflowClient(empty_store)
+    run = client.search_runs([client.get_experiment_by_name("w2v").experiment_id])[0]
+    header = lines.index(f"MLflow run {run.info.run_id}")
+    assert lines[header + 1].split() == ["figure", "value", "±", "95%", "better"]
+    printed = {line.split()[0]: line.split()[1:] for line in lines[header + 3:] if line.strip()}
+    assert float(printed["final_loss_smoothed"][0]) == pytest.approx(run.data.metrics["final_loss_smoothed"], rel=1e-3)
+    assert printed["final_loss_smoothed"][-1] == "lower"
+    evaluated = {m for m in run.data.metrics if m.startswith("eval_") and not m.endswith("_ci95")}
+    assert evaluated and evaluated <= set(printed)  # every figure of the evaluation is printed
+    assert lines[-1] == lines[header + 2 + len(printed)]  # the table is the run's last output
