@@ -22,8 +22,14 @@ def group_keys(params: list[str]) -> list[str]:
 
 
 def label_of(row: pd.Series, keys: list[str]) -> str:
-    parts = [f"{k.split('.')[-1]}={_short(row[k])}" for k in keys if not pd.isna(row[k])]
+    parts = [f"{_short_key(k)}={_short(row[k])}" for k in keys if not pd.isna(row[k])]
     return ", ".join(parts) or "all runs"
+
+
+def _short_key(key: str) -> str:
+    """`train.window` -> `window`, `loss.name` -> `loss`."""
+    parts = key.split(".")
+    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
 
 
 def _short(value) -> str:

@@ -149,8 +149,8 @@ def test_report_shows_intervals_and_all_held_out_figures(store, tmp_path):
     assert "38.5 ± 0.2" in report  # a run's figure with its bootstrap half-width
     assert "no correction for multiple comparisons" in report
     directions = report.split("## Directions", 1)[1]
-    assert [line.split("|")[1:3] for line in directions.splitlines() if "eval_heldout_recall10" in line] == \
-        [[" eval_heldout_recall10 ", " higher "]]
+    assert [[cell.strip() for cell in line.split("|")[1:3]] for line in directions.splitlines()
+            if "eval_heldout_recall10" in line] == [["eval_heldout_recall10", "higher"]]
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5  # importance, loss curves, 3 figures against parameters
     assert "http" not in html and "<table>" in html
