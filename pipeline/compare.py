@@ -1,46 +1,40 @@
-"""Compare training runs from MLflow: a ranked table, seed groups and two figures.
+"""Compare training runs from MLflow: a ranked table with intervals, seed groups that say which
+settings are distinguishable from the best, parameter importance, and a report.
 
     python -m pipeline.compare                                  # finished runs of experiment mlflow.experiment
     python -m pipeline.compare compare.parent_run=latest        # the children of the newest sweep
-    python -m pipeline.compare compare.parent_run=<run id or name> compare.metric=eval_simlex_spearman
+    python -m pipeline.compare compare.parent_run=<run id or name> compare.metric=eval_heldout_nll
 
 Writes into compare.output_dir (default reports/compare/, replaced as a whole):
-- runs.csv, runs.md: one row per run, best first by compare.metric, the swept parameters as columns
-  (the `params.*` whose values differ between the runs);
-- seed_groups.csv (and a section of runs.md): runs that differ only in train.seed, as
-  mean ± standard deviation over the seeds;
-- loss_curves.png: the `loss_smoothed` history of every run, overlaid;
-- metric_vs_params.png: compare.metric against each swept parameter (one panel each).
-With a parent run, all of them are also logged as artifacts of the parent (under compare/).
-Ranking is descending, except for metrics whose name contains "loss" or ends in "_oov".
+- runs.csv: one row per run, best first by compare.metric; the parameters whose values really
+  differ between the runs as columns, every figure with its `_ci95` (bootstrap half-width);
+- seed_groups.csv: runs that differ only in train.seed: n, mean, 95% t-interval over the seeds,
+  distinguishable_from_best (see pipeline.compare_stats);
+- importance.csv: per swept parameter, one-way eta squared of each held-out figure over all runs;
+- report.md and report.html (figures embedded) with loss_curves.png, importance.png and one
+  `vs_params_<metric>.png` per held-out figure.
+With a parent run, all of it is also logged to the parent (artifacts under compare/).
+Which way each metric is better is declared in pipeline.compare_stats.DIRECTIONS.
 """
-import math
 import sys
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from pipeline.common import StageError, project_path, stage
+from pipeline.compare_stats import CI_SUFFIX, DIRECTIONS, HELDOUT, eta_squared, lower_is_better, seed_groups
 from w2v.atomic import atomic_directory
 
 PARENT_TAG = "tags.mlflow.parentRunId"
-LOSS_CURVE = "loss_smoothed"
-# params that describe where a run wrote, not what it trained
-NOT_SWEPT_PREFIXES = ("paths.", "hydra.", "evaluate.", "compare.")
-
-
-def lower_is_better(metric: str) -> bool:
-    return "loss" in metric or metric.endswith("_oov")
-
-
-def is_seed(param: str) -> bool:
-    return param == "seed" or param.endswith(".seed")
+# params that describe where a run wrote or came from, not what it trained
+NOT_SWEPT_PREFIXES = ("paths.", "hydra.", "evaluate.", "compare.", "mlflow.", "corpus.files.")
+NOT_SWEPT_SUFFIXES = ("url", "sha256", "size")
+# loss.lr is only the per-loss default of train.lr: train.lr is the value a run used
+NOT_SWEPT = ("loss.lr",)
 
 
 def search_runs(client: MlflowClient, experiment_id: str, filter_string: str) -> pd.DataFrame:
@@ -79,157 +73,116 @@ def load_runs(client: MlflowClient, experiment_id: str, parent_run_id: str | Non
     if PARENT_TAG not in runs:
         runs[PARENT_TAG] = None
     if parent_run_id:
-        return runs[runs[PARENT_TAG] == parent_run_id].reset_index(drop=True)
-    parents = set(runs[PARENT_TAG].dropna())
-    return runs[~runs["run_id"].isin(parents)].reset_index(drop=True)
+        runs = runs[runs[PARENT_TAG] == parent_run_id]
+    else:
+        runs = runs[~runs["run_id"].isin(set(runs[PARENT_TAG].dropna()))]
+    return blank_placeholders(runs.reset_index(drop=True))
+
+
+def blank_placeholders(runs: pd.DataFrame) -> pd.DataFrame:
+    """train.K of naive-softmax runs set to missing: that loss draws no negatives, K is a placeholder."""
+    if "params.train.K" in runs and "params.loss.name" in runs:
+        runs = runs.copy()
+        runs.loc[runs["params.loss.name"] == "naive_softmax", "params.train.K"] = None
+    return runs
 
 
 def swept_params(runs: pd.DataFrame) -> list[str]:
-    """Names (without "params.") of the parameters whose values differ between the runs."""
+    """Names (without "params.") of the training parameters with more than one value among the runs."""
     names = []
     for column in sorted(c for c in runs.columns if c.startswith("params.")):
         name = column[len("params."):]
-        if not name.startswith(NOT_SWEPT_PREFIXES) and runs[column].astype(str).nunique(dropna=False) > 1:
+        if name.startswith(NOT_SWEPT_PREFIXES) or name.endswith(NOT_SWEPT_SUFFIXES) or name in NOT_SWEPT:
+            continue
+        if runs[column].dropna().astype(str).nunique() > 1:
             names.append(name)
     return names
 
 
-def _as_numbers(values: pd.Series) -> pd.Series | None:
-    """The values as numbers if every one of them is numeric, else None (categorical)."""
+def _as_numbers(values: pd.Series) -> pd.Series:
+    """The values as numbers if every present one is numeric, else the values unchanged."""
     numbers = pd.to_numeric(values, errors="coerce")
-    return None if numbers.isna().any() else numbers
+    return values if (numbers.isna() & values.notna()).any() else numbers
+
+
+def shown_metrics(runs: pd.DataFrame, metric: str) -> list[str]:
+    """The figures of the table: the ranking metric, the held-out three, then the other declared
+    figures the runs logged, then any other eval_* figure (no `_ci95` columns: those go beside)."""
+    logged = {c[len("metrics."):] for c in runs.columns if c.startswith("metrics.") and runs[c].notna().any()}
+    first = [metric] + [m for m in HELDOUT if m != metric and m in logged]
+    declared = [m for m in DIRECTIONS if m in logged and m not in first]
+    others = sorted(m for m in logged if m.startswith("eval_") and not m.endswith(CI_SUFFIX)
+                    and m not in first and m not in declared)
+    return first + declared + others
 
 
 def ranked_table(runs: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFrame:
-    """One row per run, best first by `metric` (runs without it last): run, swept params, metrics."""
-    metric_columns = [metric] + sorted(
-        c[len("metrics."):] for c in runs.columns
-        if c.startswith("metrics.eval_") and c != f"metrics.{metric}")
-    if f"metrics.{LOSS_CURVE}" in runs and LOSS_CURVE not in metric_columns:
-        metric_columns.append(LOSS_CURVE)
-    table = pd.DataFrame({"run": runs["tags.mlflow.runName"] if "tags.mlflow.runName" in runs else runs["run_id"],
-                          "run_id": runs["run_id"]})
+    """One row per run, best first by `metric` (runs without it last): rank, run, run_id, the swept
+    params, then every shown figure followed by its `_ci95` column when any run logged one."""
+    names = runs["tags.mlflow.runName"] if "tags.mlflow.runName" in runs else runs["run_id"]
+    table = pd.DataFrame({"run": names.fillna(runs["run_id"]), "run_id": runs["run_id"]})
     for name in params:
-        numbers = _as_numbers(runs[f"params.{name}"])
-        table[name] = numbers if numbers is not None else runs[f"params.{name}"]
-    for name in metric_columns:
-        table[name] = runs.get(f"metrics.{name}", np.nan)
+        table[name] = _as_numbers(runs[f"params.{name}"])
+    for name in shown_metrics(runs, metric):
+        table[name] = runs.get(f"metrics.{name}", float("nan"))
+        if f"metrics.{name}{CI_SUFFIX}" in runs:
+            table[name + CI_SUFFIX] = runs[f"metrics.{name}{CI_SUFFIX}"]
     table = table.sort_values(metric, ascending=lower_is_better(metric), na_position="last", kind="stable")
     table.insert(0, "rank", range(1, len(table) + 1))
     return table.reset_index(drop=True)
 
 
-def seed_groups(table: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFrame:
-    """Runs that differ only in seed, grouped: n, mean and sample standard deviation of `metric`."""
-    keys = [p for p in params if not is_seed(p)]
-    if not keys:  # nothing but seeds varies: one group of all runs
-        grouped = table.assign(_all="all runs").groupby("_all", sort=False)
-    else:
-        grouped = table.groupby(keys, sort=False, dropna=False)
-    summary = grouped[metric].agg(n="count", mean="mean", std="std").reset_index()
-    summary = summary.drop(columns="_all", errors="ignore")
-    summary = summary.sort_values("mean", ascending=lower_is_better(metric), na_position="last", kind="stable")
-    summary[f"{metric} (mean ± std)"] = [
-        "n/a" if math.isnan(mean) else f"{mean:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}")
-        for mean, std in zip(summary["mean"], summary["std"])]
-    return summary.reset_index(drop=True)
+def importance(table: pd.DataFrame, metrics: list[str], params: list[str]) -> pd.DataFrame:
+    """eta squared per parameter (rows) and metric (columns `eta2 <metric>`), by the first metric."""
+    result = None
+    for metric in metrics:
+        eta = eta_squared(table, metric, params).rename(columns={"eta2": f"eta2 {metric}"})
+        result = eta if result is None else result.merge(eta.drop(columns="values"), on="parameter", how="left")
+    return result
 
 
-def plot_loss_curves(client: MlflowClient, table: pd.DataFrame, params: list[str], path: Path) -> int:
-    """Overlay the loss_smoothed history of every run, one colour per seed group; returns how
-    many runs had a history."""
-    keys = [p for p in params if not is_seed(p)]
-    labels = [", ".join(f"{p}={row[p]}" for p in keys) or "all runs" for _, row in table.iterrows()]
-    colours = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(labels))}
-    figure = Figure(figsize=(8, 5))
-    axes = figure.subplots()
-    plotted, labelled = 0, set()
-    for (_, row), label in zip(table.iterrows(), labels):
-        history = sorted((m.step, m.value) for m in client.get_metric_history(row["run_id"], LOSS_CURVE))
-        if history:
-            steps, values = zip(*history)
-            axes.plot(steps, values, linewidth=1, color=colours[label], alpha=0.8,
-                      label=None if label in labelled else label)
-            labelled.add(label)
-            plotted += 1
-    axes.set_xlabel("iteration")
-    axes.set_ylabel(f"{LOSS_CURVE} (training loss, moving average)")
-    axes.set_title(f"Smoothed training loss of {plotted} runs" + (" (one colour per seed group)" if keys else ""))
-    if 0 < len(labelled) <= 20:
-        axes.legend(fontsize=7)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    return plotted
+def check_metric(runs: pd.DataFrame, metric: str, scope: str) -> None:
+    available = sorted(c[len("metrics."):] for c in runs.columns if c.startswith("metrics.") and runs[c].notna().any())
+    if f"metrics.{metric}" not in runs or runs[f"metrics.{metric}"].isna().all():
+        raise StageError(f"compare.metric={metric!r} is logged by none of the {scope}; "
+                         f"choose one of: {', '.join(a for a in available if a in DIRECTIONS) or '(no metrics)'}")
+    if metric not in DIRECTIONS:
+        raise StageError(f"compare.metric={metric!r} has no declared direction (lower or higher is better); "
+                         f"choose one of: {', '.join(a for a in available if a in DIRECTIONS)}, or declare it in "
+                         f"pipeline/compare_stats.py DIRECTIONS")
 
 
-def plot_metric_vs_params(table: pd.DataFrame, metric: str, params: list[str], path: Path) -> None:
-    """One panel per swept parameter: every run as a dot, the mean per value as a line."""
-    shown = [p for p in params if not is_seed(p)] or params
-    figure = Figure(figsize=(max(4 * len(shown), 6), 3.8))
-    axes_row = figure.subplots(1, max(len(shown), 1), squeeze=False)
-    for axes, param in zip(axes_row[0], shown):
-        values = table[param]
-        if pd.api.types.is_numeric_dtype(values):
-            x = values.astype(float)
-            positive = x[x > 0]
-            if len(positive) == len(x) and positive.max() / positive.min() >= 50:
-                axes.set_xscale("log")
-        else:
-            categories = list(dict.fromkeys(values.astype(str)))
-            x = values.astype(str).map({c: i for i, c in enumerate(categories)}).astype(float)
-            axes.set_xticks(range(len(categories)), categories, rotation=20)
-        axes.scatter(x, table[metric], s=18, alpha=0.7)
-        means = table.assign(_x=x).groupby("_x")[metric].mean()
-        axes.plot(means.index, means.values, color="black", linewidth=1)
-        axes.set_xlabel(param)
-        axes.set_ylabel(metric)
-        axes.grid(alpha=0.3)
-    if not shown:
-        axes_row[0][0].text(0.5, 0.5, "no parameter differs between the runs", ha="center", va="center")
-        axes_row[0][0].set_axis_off()
-    figure.suptitle(f"{metric} per swept parameter ({len(table)} runs; line: mean)", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+def compare(client: MlflowClient, experiment_id: str, parent_run_id: str | None, metric: str,
+            output_dir: Path) -> pd.DataFrame:
+    """Write the comparison of the runs into `output_dir` (replaced whole) and, with a parent,
+    log it to the parent under compare/; returns the ranked table."""
+    from pipeline.compare_report import write_report
 
-
-def markdown(table: pd.DataFrame, groups: pd.DataFrame, metric: str, params: list[str], title: str) -> str:
-    group_columns = [p for p in params if not is_seed(p)] + ["n", f"{metric} (mean ± std)"]
-    shown = table.assign(run_id=table["run_id"].str[:8])
-    return "\n".join([
-        f"# {title}", "",
-        f"{len(table)} runs, ranked by `{metric}` ({'lower' if lower_is_better(metric) else 'higher'} is better). "
-        f"Swept: {', '.join(f'`{p}`' for p in params) or 'nothing'}.", "",
-        shown.to_markdown(index=False, floatfmt=".4f"), "",
-        "## Runs that differ only in seed", "",
-        groups[group_columns].to_markdown(index=False, floatfmt=".4f"), "",
-        "![loss curves](loss_curves.png)", "",
-        "![metric against parameters](metric_vs_params.png)", "",
-    ])
-
-
-def compare(client: MlflowClient, experiment_id: str, parent_run_id: str | None, metric: str, output_dir: Path) -> pd.DataFrame:
-    """Write the comparison of the runs into `output_dir` (replaced whole); returns the ranked table."""
     runs = load_runs(client, experiment_id, parent_run_id)
     scope = f"children of sweep run {parent_run_id}" if parent_run_id else f"runs of experiment {experiment_id}"
     if runs.empty:
         raise StageError(f"no finished runs among the {scope}: train first (or check compare.parent_run)")
-    if f"metrics.{metric}" not in runs or runs[f"metrics.{metric}"].isna().all():
-        available = sorted(c[len("metrics."):] for c in runs.columns if c.startswith("metrics.") and runs[c].notna().any())
-        raise StageError(f"compare.metric={metric!r} is logged by none of the {scope}; "
-                         f"choose one of: {', '.join(available) or '(no metrics)'}")
+    check_metric(runs, metric, scope)
     params = swept_params(runs)
     table = ranked_table(runs, metric, params)
-    groups = seed_groups(table, metric, params)
+    figures = [metric] + [m for m in HELDOUT if m != metric and m in table]
+    groups = {m: seed_groups(table, m, params) for m in figures}
+    weights = importance(table, figures, params)
     with atomic_directory(output_dir) as tmp:
         table.to_csv(tmp / "runs.csv", index=False)
-        groups.to_csv(tmp / "seed_groups.csv", index=False)
-        (tmp / "runs.md").write_text(markdown(table, groups, metric, params, f"Comparison of the {scope}"), encoding="utf-8")
-        plot_loss_curves(client, table, params, tmp / "loss_curves.png")
-        plot_metric_vs_params(table, metric, params, tmp / "metric_vs_params.png")
+        groups[metric].to_csv(tmp / "seed_groups.csv", index=False)
+        weights.to_csv(tmp / "importance.csv", index=False)
+        write_report(tmp, client, table, groups, weights, metric, params, f"Comparison of the {scope}")
     if parent_run_id:
         client.log_artifacts(parent_run_id, str(output_dir), artifact_path="compare")
     return table
+
+
+def headline(table: pd.DataFrame, metric: str) -> str:
+    best = table.iloc[0]
+    ci = best.get(metric + CI_SUFFIX)
+    interval = "" if ci is None or pd.isna(ci) else f" ± {ci:.4f}"
+    return f"{len(table)} runs; best by {metric} ({DIRECTIONS[metric]} is better): {best['run']} ({best[metric]:.4f}{interval})"
 
 
 @stage
@@ -246,9 +199,8 @@ def main(cfg: DictConfig) -> None:
     parent_run_id = resolve_parent(client, experiment.experiment_id, str(parent)) if parent else None
     output_dir = project_path(cfg.compare.output_dir)
     table = compare(client, experiment.experiment_id, parent_run_id, cfg.compare.metric, output_dir)
-    best = table.iloc[0]
-    print(f"{len(table)} runs; best by {cfg.compare.metric}: {best['run']} ({best[cfg.compare.metric]:.4f})")
-    print(f"wrote {output_dir}/runs.md, runs.csv, seed_groups.csv, loss_curves.png, metric_vs_params.png"
+    print(headline(table, cfg.compare.metric))
+    print(f"wrote {output_dir}/report.md, report.html, runs.csv, seed_groups.csv, importance.csv and figures"
           + (f"; logged to run {parent_run_id}" if parent_run_id else ""), file=sys.stdout)
 
 

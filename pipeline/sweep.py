@@ -13,8 +13,10 @@ process, before any job starts:
    and fluent nested runs do not cross process boundaries);
 4. writes all that to `<sweep dir>/mlflow_sweep.json` and points $W2V_SWEEP_FILE at it, which the
    jobs (in this process or in launcher workers, which inherit the environment) read.
-At the end it closes the parent run: FINISHED when every child finished, else FAILED with a
-summary line and a non-zero exit.
+At the end it logs the comparison of the finished children to the parent (pipeline.sweep_report:
+report.md, report.html, tables, figures), prints one table of the jobs (status, headline figures,
+run id) and closes the parent run: FINISHED when every child finished, else FAILED with a summary
+line and a non-zero exit.
 """
 import atexit
 import json
@@ -77,6 +79,7 @@ class SweepCallback(Callback):
         self.expected: dict[str, int] = {}
         self.swept_keys: list[str] = []
         self.closed = False
+        self.summary = ""  # the table of jobs printed at the sweep's end
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if config.hydra.job.name != self.task:
@@ -143,19 +146,29 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if config.hydra.job.name != self.task or not self.parents:
             return
-        failures = self._close()
+        failures = self._close(config=config)
+        if self.summary:
+            print(self.summary, flush=True)
         if failures:
             print(f"error: {len(failures)} run(s) of the sweep did not finish: " + "; ".join(failures), file=sys.stderr)
             sys.exit(1)
 
-    def _close(self, failed_reason: str | None = None) -> list[str]:
-        """End the parent runs; returns one text per child run that did not finish."""
+    def _close(self, failed_reason: str | None = None, config: DictConfig | None = None) -> list[str]:
+        """End the parent runs; returns one text per child run that did not finish.
+
+        At the sweep's end (`config` given) the comparison of the children goes into each parent
+        first (pipeline.sweep_report), and the summary table of the jobs into self.summary.
+        """
         if self.closed:
             return []
         self.closed = True
         from pipeline import tracking
 
         client = tracking.client()
+        if config is not None and not failed_reason:
+            from pipeline.sweep_report import finish
+
+            self.summary = finish(client, config, self.parents, self.swept_keys, self.sweep_file)
         failures = []
         for experiment, parent_id in self.parents.items():
             children = client.search_runs(

@@ -380,7 +380,12 @@ def main(cfg: DictConfig):
         log.info("skipped: with loss=naive_softmax this job duplicates another job of the sweep (train.K is unused)")
         return None
     if not job.multirun:
-        return run_job(cfg, job)
+        result = run_job(cfg, job)
+        if not job.dvc_stage:  # a run by hand ends with its figures (the DVC stage leaves them to evaluate)
+            from pipeline.sweep_report import run_figures
+
+            print(run_figures(tracking.client(), result["run_id"]), flush=True)
+        return result
     # In a sweep one failing job must not stop the others: its run is marked FAILED and the sweep's
     # end (pipeline.sweep) reports all failures and exits non-zero.
     try:

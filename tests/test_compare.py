@@ -1,4 +1,6 @@
-"""pipeline.compare on a real SQLite MLflow store holding a small sweep with real metric histories."""
+"""pipeline.compare on a real SQLite MLflow store holding sweeps whose runs carry figures logged
+here: seed groups with t-intervals, the distinguishability rule, eta squared, declared directions,
+the columns of the parameters that really vary, and the report logged to the parent run."""
 import subprocess
 import sys
 import time
@@ -7,23 +9,18 @@ import matplotlib.image
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 
 from pipeline.common import StageError
 from pipeline.compare import compare, resolve_parent
 from test_train_stage import run_env
 
-# eval_ws353_spearman per (dim, seed); loss curves decay towards a level that depends on dim
-WS353 = {(5, 0): 0.10, (5, 1): 0.12, (5, 2): 0.14, (10, 0): 0.20, (10, 1): 0.25, (10, 2): 0.30}
-DEV_LOSS = {(5, 0): 6.0, (5, 1): 6.2, (5, 2): 6.4, (10, 0): 5.0, (10, 1): 5.5, (10, 2): 5.3}
+T_975_DF2 = 4.302653  # Student t quantile 0.975 with 2 degrees of freedom (printed tables)
 
 
 def log_run(client, experiment_id, name, params, metrics, parent_id=None, curve_level=2.0):
-    tags = [RunTag("mlflow.runName", name)]
-    if parent_id:
-        tags.append(RunTag("mlflow.parentRunId", parent_id))
-    run = client.create_run(experiment_id, run_name=name, tags={t.key: t.value for t in tags})
-    run_id = run.info.run_id
+    tags = {"mlflow.parentRunId": parent_id} if parent_id else {}
+    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     now = int(time.time() * 1000)
     history = [Metric("loss_smoothed", curve_level + 8.0 / (1 + step / 10), now, step) for step in range(0, 200, 10)]
     history += [Metric(key, value, now, 0) for key, value in metrics.items()]
@@ -32,138 +29,181 @@ def log_run(client, experiment_id, name, params, metrics, parent_id=None, curve_
     return run_id
 
 
+def base_params(seed, **changes):
+    params = {"loss.name": "neg_sampling", "loss.lr": 0.3, "train.lr": 0.3, "train.K": 10, "train.window": 5,
+              "train.seed": seed, "train.dim": 10, "corpus.url": f"/data/copy{seed}/sst",
+              "corpus.sha256": f"{seed:064x}", "paths.models": f"multirun/{seed}", "evaluate.heldout.K": 10}
+    params.update(changes)
+    return params
+
+
+# sweep "loss": (loss, seed) -> eval_heldout_ns_loss; naive softmax at its own lr, K a placeholder
+LOSS_SWEEP = {("neg_sampling", 0): 38.5, ("neg_sampling", 1): 38.6, ("neg_sampling", 2): 38.4,
+              ("naive_softmax", 0): 50.0, ("naive_softmax", 1): 51.0, ("naive_softmax", 2): 52.0}
+# sweep "window": window -> three seeds of eval_heldout_ns_loss
+WINDOW_SWEEP = {5: [1.0, 2.0, 3.0], 3: [4.0, 5.0, 6.0], 1: [0.5, 3.0, 5.5]}
+# sweep "single": one seed per K: (eval_heldout_ns_loss, its _ci95)
+SINGLE_SWEEP = {10: (10.0, 1.0), 5: (12.5, 1.0), 2: (11.5, 1.0)}
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A SQLite store with one sweep (parent + 6 children: dim x seed) and one unrelated run."""
     tmp_path = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment_id = client.create_experiment("sweep", artifact_location=(tmp_path / "artifacts").as_uri())
-    parent = client.create_run(experiment_id, run_name="sweep-parent").info.run_id
-    children = {}
-    for (dim, seed), ws in WS353.items():
-        children[(dim, seed)] = log_run(
-            client, experiment_id, f"dim{dim}-seed{seed}",
-            params={"train.dim": dim, "train.seed": seed, "train.lr": 0.3, "loss.name": "neg_sampling",
-                    "paths.models": f"multirun/{dim}_{seed}"},
-            metrics={"eval_ws353_spearman": ws, "eval_dev_loss": DEV_LOSS[(dim, seed)]},
-            parent_id=parent, curve_level=1.0 if dim == 10 else 3.0)
-    client.set_terminated(parent, "FINISHED")
-    lone = log_run(client, experiment_id, "single", {"train.dim": 50, "train.seed": 0, "train.lr": 0.3,
-                                                     "loss.name": "neg_sampling", "paths.models": "models"},
-                   {"eval_ws353_spearman": 0.5, "eval_dev_loss": 4.0})
-    return {"client": client, "uri": uri, "experiment_id": experiment_id, "parent": parent, "children": children, "lone": lone}
+    parents = {name: client.create_run(experiment_id, run_name=f"sweep {name}").info.run_id
+               for name in ("loss", "window", "single")}
+    for (loss, seed), ns_loss in LOSS_SWEEP.items():
+        lr = 0.3 if loss == "neg_sampling" else 5.0
+        log_run(client, experiment_id, f"{loss}-{seed}", base_params(seed, **{"loss.name": loss, "loss.lr": lr, "train.lr": lr}),
+                {"eval_heldout_ns_loss": ns_loss, "eval_heldout_ns_loss_ci95": 0.2,
+                 "eval_heldout_nll": ns_loss / 6, "eval_heldout_nll_ci95": 0.05,
+                 "eval_heldout_recall10": 0.3 if loss == "neg_sampling" else 0.2 + seed / 100,
+                 "eval_heldout_recall10_ci95": 0.01},
+                parent_id=parents["loss"], curve_level=1.0 if loss == "neg_sampling" else 4.0)
+    for window, values in WINDOW_SWEEP.items():
+        for seed, value in enumerate(values):
+            log_run(client, experiment_id, f"window{window}-{seed}", base_params(seed, **{"train.window": window}),
+                    {"eval_heldout_ns_loss": value, "eval_heldout_nll": value, "eval_heldout_recall10": value / 10},
+                    parent_id=parents["window"])
+    for K, (value, half) in SINGLE_SWEEP.items():
+        log_run(client, experiment_id, f"K{K}", base_params(0, **{"train.K": K, "corpus.url": f"/K{K}"}),
+                {"eval_heldout_ns_loss": value, "eval_heldout_ns_loss_ci95": half, "eval_ws353_spearman": K / 100},
+                parent_id=parents["single"])
+    for parent in parents.values():
+        client.set_terminated(parent, "FINISHED")
+    lone = log_run(client, experiment_id, "single", base_params(0, **{"train.dim": 50}),
+                   {"eval_heldout_ns_loss": 0.1, "eval_ws353_spearman": 0.5})
+    return {"client": client, "uri": uri, "experiment_id": experiment_id, "parents": parents, "lone": lone}
 
 
-def test_sweep_table_ranked_with_swept_params_and_seed_groups(store, tmp_path):
+def run_compare(store, tmp_path, parent, metric="eval_heldout_ns_loss"):
     out = tmp_path / "out"
-    table = compare(store["client"], store["experiment_id"], store["parent"], "eval_ws353_spearman", out)
-    # children only, best first; swept columns are dim and seed (lr, loss and paths are not swept)
-    assert list(table["run"]) == ["dim10-seed2", "dim10-seed1", "dim10-seed0", "dim5-seed2", "dim5-seed1", "dim5-seed0"]
-    assert list(table["rank"]) == [1, 2, 3, 4, 5, 6]
-    assert "train.dim" in table and "train.seed" in table
-    assert not {"train.lr", "loss.name", "paths.models"} & set(table.columns)
-    assert table.loc[0, "train.dim"] == 10 and table.loc[0, "eval_ws353_spearman"] == pytest.approx(0.30)
+    table = compare(store["client"], store["experiment_id"], store["parents"][parent], metric, out)
+    return table, out
 
-    saved = pd.read_csv(out / "runs.csv")
-    assert list(saved["run_id"]) == [store["children"][(10, 2)], store["children"][(10, 1)], store["children"][(10, 0)],
-                                     store["children"][(5, 2)], store["children"][(5, 1)], store["children"][(5, 0)]]
+
+def test_columns_are_the_parameters_that_really_vary(store, tmp_path):
+    # urls, hashes, paths, evaluate.*, the per-loss default loss.lr and naive softmax's K are no columns
+    table, _ = run_compare(store, tmp_path, "loss")
+    assert [c for c in table.columns if "." in c] == ["loss.name", "train.lr", "train.seed"]
+    table, _ = run_compare(store, tmp_path, "single")
+    assert [c for c in table.columns if "." in c] == ["train.K"]
+
+
+def test_seed_groups_have_a_t_interval_and_welch_verdicts(store, tmp_path):
+    _, out = run_compare(store, tmp_path, "window")
     groups = pd.read_csv(out / "seed_groups.csv")
-    assert list(groups["train.dim"]) == [10, 5]
-    assert list(groups["n"]) == [3, 3]
-    assert list(groups["mean"]) == pytest.approx([0.25, 0.12])
-    assert list(groups["std"]) == pytest.approx([0.05, 0.02])  # sample standard deviation over 3 seeds
-    report = (out / "runs.md").read_text()
-    assert "0.2500 ± 0.0500" in report and "0.1200 ± 0.0200" in report
-    header = next(line for line in report.splitlines() if line.startswith("|") and "rank" in line)
-    assert [cell.strip() for cell in header.strip("|").split("|")][:5] == ["rank", "run", "run_id", "train.dim", "train.seed"]
+    assert list(groups["train.window"]) == [5, 1, 3]  # means 2.0, 3.0, 5.0; lower is better
+    assert list(groups["n"]) == [3, 3, 3]
+    assert list(groups["mean"]) == pytest.approx([2.0, 3.0, 5.0])
+    # values 1, 2, 3: sample sd 1, half-width t(0.975, 2) / sqrt(3)
+    assert groups.loc[0, "t_ci95"] == pytest.approx(T_975_DF2 / 3 ** 0.5, rel=1e-5)
+    assert groups.loc[1, "t_ci95"] == pytest.approx(T_975_DF2 * 2.5 / 3 ** 0.5, rel=1e-5)
+    # 1,2,3 against 4,5,6: t = -3.674 with 4 degrees of freedom, p = 0.0213; against 0.5,3,5.5: p = 0.77
+    assert list(groups["distinguishable_from_best"]) == ["best", "no", "yes"]
+    assert groups.loc[2, "p_welch"] == pytest.approx(0.02131, abs=2e-4)
+    assert groups.loc[1, "p_welch"] > 0.5
 
 
-def test_figures_are_real_images(store, tmp_path):
-    out = tmp_path / "out"
-    compare(store["client"], store["experiment_id"], store["parent"], "eval_ws353_spearman", out)
-    for name, min_width in (("loss_curves.png", 900), ("metric_vs_params.png", 400)):
-        image = matplotlib.image.imread(out / name)
-        assert image.ndim == 3 and image.shape[1] >= min_width
-        assert image.std() > 0.01  # something is drawn
+def test_one_seed_groups_use_the_bootstrap_intervals(store, tmp_path):
+    _, out = run_compare(store, tmp_path, "single")
+    groups = pd.read_csv(out / "seed_groups.csv")
+    # 10 ± 1 is best; 11.5 ± 1 overlaps it, 12.5 ± 1 does not
+    assert list(groups["train.K"]) == [10, 2, 5]
+    assert list(groups["distinguishable_from_best"]) == ["best", "no", "yes"]
+    assert groups["p_welch"].isna().all()
 
 
-def test_results_logged_to_the_parent_run(store, tmp_path):
-    compare(store["client"], store["experiment_id"], store["parent"], "eval_ws353_spearman", tmp_path / "out")
-    logged = {a.path for a in store["client"].list_artifacts(store["parent"], "compare")}
-    assert logged == {f"compare/{n}" for n in ("runs.csv", "runs.md", "seed_groups.csv", "loss_curves.png", "metric_vs_params.png")}
+def test_higher_is_better_metrics_rank_descending(store, tmp_path):
+    table, out = run_compare(store, tmp_path, "loss", metric="eval_heldout_recall10")
+    assert list(table["eval_heldout_recall10"]) == sorted(table["eval_heldout_recall10"], reverse=True)
+    groups = pd.read_csv(out / "seed_groups.csv")
+    assert list(groups["loss.name"]) == ["neg_sampling", "naive_softmax"]
+    assert list(groups["distinguishable_from_best"]) == ["best", "yes"]
 
 
-def test_loss_metrics_rank_ascending_and_experiment_scope_skips_parents(store, tmp_path):
-    table = compare(store["client"], store["experiment_id"], None, "eval_dev_loss", tmp_path / "out")
-    assert len(table) == 7  # 6 children + the single run; the parent (no metrics) is left out
-    assert list(table["run"][:3]) == ["single", "dim10-seed0", "dim10-seed2"]
-    assert list(table["eval_dev_loss"]) == sorted(table["eval_dev_loss"])
+def test_eta_squared_of_each_parameter(store, tmp_path):
+    _, out = run_compare(store, tmp_path, "window")
+    importance = pd.read_csv(out / "importance.csv").set_index("parameter")
+    values = [v for vs in WINDOW_SWEEP.values() for v in vs]
+    mean = sum(values) / len(values)
+    total = sum((v - mean) ** 2 for v in values)
+    between_window = 3 * ((2.0 - mean) ** 2 + (5.0 - mean) ** 2 + (3.0 - mean) ** 2)
+    assert importance.loc["train.window", "eta2 eval_heldout_ns_loss"] == pytest.approx(between_window / total)
+    seed_means = [(1.0 + 4.0 + 0.5) / 3, (2.0 + 5.0 + 3.0) / 3, (3.0 + 6.0 + 5.5) / 3]
+    between_seed = 3 * sum((m - mean) ** 2 for m in seed_means)
+    assert importance.loc["train.seed", "eta2 eval_heldout_ns_loss"] == pytest.approx(between_seed / total)
+    # all three held-out figures get a column, and the figure is drawn
+    assert {"eta2 eval_heldout_nll", "eta2 eval_heldout_recall10"} <= set(importance.columns)
+    assert matplotlib.image.imread(out / "importance.png").std() > 0.01
 
 
-def test_parent_by_name_and_latest(store):
-    client, experiment_id = store["client"], store["experiment_id"]
-    assert resolve_parent(client, experiment_id, "latest") == store["parent"]
-    assert resolve_parent(client, experiment_id, "sweep-parent") == store["parent"]
-    assert resolve_parent(client, experiment_id, store["parent"]) == store["parent"]
+def test_report_shows_intervals_and_all_held_out_figures(store, tmp_path):
+    _, out = run_compare(store, tmp_path, "loss", metric="eval_heldout_nll")
+    report = (out / "report.md").read_text()
+    for name in ("eval_heldout_nll", "eval_heldout_ns_loss", "eval_heldout_recall10"):
+        assert f"## Settings by `{name}`" in report
+        assert (out / f"vs_params_{name}.png").is_file()
+    assert "38.5 ± 0.2" in report  # a run's figure with its bootstrap half-width
+    assert "no correction for multiple comparisons" in report
+    directions = report.split("## Directions", 1)[1]
+    assert [[cell.strip() for cell in line.split("|")[1:3]] for line in directions.splitlines()
+            if "eval_heldout_recall10" in line] == [["eval_heldout_recall10", "higher"]]
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5  # importance, loss curves, 3 figures against parameters
+    assert "http" not in html and "<table>" in html
 
 
-def run_compare(store, *overrides):
-    env = run_env(store["uri"])
-    return subprocess.run([sys.executable, "-m", "pipeline.compare", "mlflow.experiment=sweep", *overrides,
-                           "hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=none", "hydra/hydra_logging=none"],
-                          capture_output=True, text=True, env=env, timeout=300)
+def test_report_logged_to_the_parent_run(store, tmp_path):
+    run_compare(store, tmp_path, "window")
+    client, parent = store["client"], store["parents"]["window"]
+    logged = {a.path for a in client.list_artifacts(parent, "compare")}
+    assert {"compare/report.md", "compare/report.html", "compare/seed_groups.csv", "compare/runs.csv",
+            "compare/importance.csv", "compare/loss_curves.png", "compare/importance.png"} <= logged
+    downloaded = client.download_artifacts(parent, "compare/seed_groups.csv", str(tmp_path))
+    assert list(pd.read_csv(downloaded)["train.window"]) == [5, 1, 3]
 
 
-def test_real_training_sweep_compared_from_the_command_line(fixture_corpus, empty_store, tmp_path):
-    """A real 2 x 2 Hydra sweep of the training stage (each job evaluated), then pipeline.compare."""
-    sweep = subprocess.run(
-        [sys.executable, "-m", "pipeline.train", "-m", f"paths.processed={fixture_corpus}",
-         f"paths.checkpoints={tmp_path / 'checkpoints'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-         "train.iterations=60", "train.checkpoint_every=60", "train.dim=4,8", "train.seed=0,1"],
-        cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True, timeout=600)
-    assert sweep.returncode == 0, sweep.stderr[-3000:]
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.compare", "compare.parent_run=latest", "compare.metric=final_loss_smoothed",
-         f"compare.output_dir={tmp_path / 'compare'}", "hydra.run.dir=.", "hydra.output_subdir=null",
-         "hydra/job_logging=none", "hydra/hydra_logging=none"],
-        cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    client = MlflowClient(empty_store)
-    experiment_id = client.get_experiment_by_name("w2v").experiment_id
-    runs = client.search_runs([experiment_id])
-    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
-    children = {r.info.run_id: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    table = pd.read_csv(tmp_path / "compare" / "runs.csv")
-    assert set(table["run_id"]) == set(children)
-    assert [c for c in table.columns if c.startswith(("train.", "loss.", "corpus.", "paths."))] == ["train.dim", "train.seed"]
-    losses = [children[run_id].data.metrics["final_loss_smoothed"] for run_id in table["run_id"]]
-    assert list(table["final_loss_smoothed"]) == pytest.approx(losses) and losses == sorted(losses)
-    for _, row in table.iterrows():  # the evaluation of each job is in its run and in the table
-        assert row["eval_ws353_oov"] == pytest.approx(children[row["run_id"]].data.metrics["eval_ws353_oov"])
-        assert int(children[row["run_id"]].data.params["train.dim"]) == row["train.dim"]
-    groups = pd.read_csv(tmp_path / "compare" / "seed_groups.csv")
-    assert sorted(groups["train.dim"]) == [4, 8] and list(groups["n"]) == [2, 2]
-    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "compare")}
-    assert {"compare/runs.md", "compare/loss_curves.png", "compare/metric_vs_params.png"} <= logged
-    assert f"4 runs; best by final_loss_smoothed: {table.loc[0, 'run']}" in done.stdout
+def test_figures_are_readable_images(store, tmp_path):
+    _, out = run_compare(store, tmp_path, "loss")
+    curves = matplotlib.image.imread(out / "loss_curves.png")
+    assert curves.shape[1] > 800 and curves.std() > 0.01  # two panels side by side, one per loss
+    panel = matplotlib.image.imread(out / "vs_params_eval_heldout_ns_loss.png")
+    assert panel.shape[1] > 2 * panel.shape[0]  # loss.name and train.lr: two panels in one row
 
 
-def test_metric_nobody_logged_is_a_clear_error(store, tmp_path):
-    with pytest.raises(StageError, match="compare.metric='eval_nothing' is logged by none of the children") as error:
-        compare(store["client"], store["experiment_id"], store["parent"], "eval_nothing", tmp_path / "out")
-    assert "eval_ws353_spearman" in str(error.value)  # names the metrics there are
+def test_a_metric_without_a_declared_direction_is_refused(store, tmp_path):
+    client = store["client"]
+    with pytest.raises(StageError, match="compare.metric='eval_nothing' is logged by none of the children"):
+        compare(client, store["experiment_id"], store["parents"]["loss"], "eval_nothing", tmp_path / "out")
+    client.log_metric(store["lone"], "eval_mystery", 1.0)
+    with pytest.raises(StageError, match="'eval_mystery' has no declared direction"):
+        compare(client, store["experiment_id"], None, "eval_mystery", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_unknown_parent_is_a_clear_error(store):
+def test_experiment_scope_skips_parents(store, tmp_path):
+    table = compare(store["client"], store["experiment_id"], None, "eval_heldout_ns_loss", tmp_path / "out")
+    assert len(table) == 6 + 9 + 3 + 1  # every child and the single run; no parent
+    assert table.loc[0, "run"] == "single"
+
+
+def test_parent_by_name_and_latest(store):
+    client, experiment_id, parents = store["client"], store["experiment_id"], store["parents"]
+    assert resolve_parent(client, experiment_id, "latest") == parents["single"]
+    assert resolve_parent(client, experiment_id, "sweep loss") == parents["loss"]
+    assert resolve_parent(client, experiment_id, parents["window"]) == parents["window"]
     with pytest.raises(StageError, match="compare.parent_run='no-such-run': no run with that id or name"):
-        resolve_parent(store["client"], store["experiment_id"], "no-such-run")
+        resolve_parent(client, experiment_id, "no-such-run")
 
 
 def test_missing_experiment_exits_with_one_line(store, tmp_path):
-    done = run_compare(store, f"compare.output_dir={tmp_path / 'cli'}", "mlflow.experiment=absent")
+    done = subprocess.run([sys.executable, "-m", "pipeline.compare", "mlflow.experiment=absent",
+                           f"compare.output_dir={tmp_path / 'cli'}", "hydra.run.dir=.", "hydra.output_subdir=null",
+                           "hydra/job_logging=none", "hydra/hydra_logging=none"],
+                          capture_output=True, text=True, env=run_env(store["uri"]), timeout=300)
     assert done.returncode == 1
     assert "MLflow experiment 'absent' is not in the store" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
