@@ -16,7 +16,7 @@ sink's `add` (what the run logs as logging_seconds), the finishing flush, and th
 seconds (this process and its children) over `none`. Every trial checks that each step is in
 the store exactly once.
 
-    python benchmarks/bench_logging.py                  # 3 rounds, about 3 minutes
+    python benchmarks/bench_logging.py                  # 3 rounds, about 4 minutes on a quiet machine
     python benchmarks/bench_logging.py --rounds 5 --iterations 20000
     python benchmarks/bench_logging.py --sigkill 3      # the kill-and-resume check instead
 
