@@ -7,17 +7,14 @@ DVC runs a queued experiment in a temporary copy (`.dvc/tmp/exps/...`), so Hydra
 queued experiments all land in the same store.
 
 All calls go through `MlflowClient` (no fluent global run), so they work the same in Hydra's
-parallel worker processes. Run as a module, it is the helper process of `MetricSink`:
-
-    python -m pipeline.tracking <run_id>    # JSON lines of metrics on stdin -> MLflow; "ack <n>" on stdout
+parallel worker processes.
 """
 import importlib.metadata
-import json
 import logging
 import os
 import subprocess
-import sys
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
@@ -33,7 +30,6 @@ log = logging.getLogger(__name__)
 STEP_METRICS = ("loss", "loss_smoothed", "lr", "windows_per_second")
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 MAX_PARAMS_PER_BATCH = 100
-PIPE_BYTES = 1 << 20
 
 
 def workspace_root() -> Path:
@@ -185,119 +181,84 @@ def logged_steps(mlflow_client: MlflowClient, run_id: str) -> dict[str, dict[int
 
 
 class TrackingError(RuntimeError):
-    """Metrics could not reach the MLflow store (the helper process says why on stderr)."""
+    """Metrics could not reach the MLflow store (the message says why, in one line)."""
 
 
 class MetricSink:
-    """Per-step metrics of one run, written to MLflow by a helper process.
+    """Per-step metrics of one run, written by MLflow's own asynchronous logging.
 
-    A store write costs about 0.3 ms per value (SQLite, MLflow's ORM), far too much to pay inside
-    the training loop, and a thread would hold the GIL the training needs. So `add` only appends;
-    every `SEND_EVERY` steps the values go as one JSON line through a pipe to
-    `python -m pipeline.tracking <run_id>` (started at the first send), which logs them in batches
-    of up to 1000 while training goes on; a shorter run logs its values at the end. `flush` waits
-    until everything sent is in the store. If the training process dies, the helper sees its pipe
-    close and exits without writing what was not flushed (the caller keeps its own journal to log
-    those later). `seconds` is the time the training loop spent here.
+    `add` only appends; every `SEND_EVERY` steps the values go as one batch of 1000 (MLflow's
+    limit) to `MlflowClient.log_batch(..., synchronous=False)`, whose queue writes them from a
+    thread of this process while training goes on: the training loop never waits for the store
+    (benchmarks/bench_logging.py measures what it costs, docs/design.md has the figures). `flush`
+    waits until everything added is in the store. A batch that SQLite refused as locked (many
+    parallel writers) is written again, with retries; any other failed write raises TrackingError,
+    at the next send or at the latest at `flush`. If the process is killed, what the queue still
+    held dies with it: the caller keeps its own journal to log those steps on resume.
+    `seconds` is the time the caller spent here.
     """
     SEND_EVERY = 250
 
     def __init__(self, run_id: str):
         self.run_id = run_id
-        self.pending: list[list] = []
+        self.client = client()
+        self.pending: list[Metric] = []
         self.steps_pending = 0
         self.seconds = 0.0
-        self.acks = 0
-        self.process: subprocess.Popen | None = None  # started at the first send: short runs need none
-
-    def _start_helper(self) -> subprocess.Popen:
-        env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri())
-        process = subprocess.Popen([sys.executable, "-m", "pipeline.tracking", self.run_id], env=env,
-                                   cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:  # a 1 MiB pipe holds a classic run's whole history: a slow store never blocks training
-            import fcntl
-
-            fcntl.fcntl(process.stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
-        except OSError:
-            pass
-        return process
+        self.in_flight: list[tuple[list[Future], list[Metric]]] = []  # batches not yet known written
 
     def add(self, step: int, values: dict[str, float], timestamp: int | None = None) -> None:
         start = time.perf_counter()
         timestamp = timestamp or int(time.time() * 1000)
-        self.pending.extend([key, float(value), timestamp, step] for key, value in values.items())
+        self.pending.extend(Metric(key, float(value), timestamp, step) for key, value in values.items())
         self.steps_pending += 1
         if self.steps_pending >= self.SEND_EVERY:
-            self._send({"metrics": self.pending})
+            self._send()
         self.seconds += time.perf_counter() - start
 
-    def _send(self, message: dict) -> None:
-        if self.process is None:
-            self.process = self._start_helper()
-        try:
-            self.process.stdin.write(json.dumps(message, separators=(",", ":")) + "\n")
-            self.process.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise TrackingError("the MLflow metric logger stopped (its error is printed above)") from None
-        if "metrics" in message:
-            self.pending, self.steps_pending = [], 0
+    def _send(self) -> None:
+        self._settle(wait=False)
+        for first in range(0, len(self.pending), MAX_METRICS_PER_BATCH):
+            batch = self.pending[first:first + MAX_METRICS_PER_BATCH]
+            operation = self.client.log_batch(self.run_id, metrics=batch, synchronous=False)
+            # RunOperations has only a blocking wait() that wraps errors in a list; its futures
+            # tell whether a batch is done without waiting, and give the store's own error
+            self.in_flight.append((list(operation._operation_futures), batch))
+        self.pending, self.steps_pending = [], 0
+
+    def _settle(self, wait: bool) -> None:
+        """Check the batches in flight (only those done, unless `wait`): rewrite those SQLite
+        refused as locked, raise TrackingError for any other failure."""
+        still_running = []
+        for futures, batch in self.in_flight:
+            if not wait and not all(future.done() for future in futures):
+                still_running.append((futures, batch))
+                continue
+            errors = [error for error in (future.exception() for future in futures) if error is not None]
+            if errors and all("locked" in str(error) for error in errors):
+                try:
+                    with_retries(self.client.log_batch, self.run_id, metrics=batch)
+                except MlflowException as error:
+                    errors = [error]
+                else:
+                    errors = []
+            if errors:
+                self.in_flight = []
+                message = str(errors[0]).strip().splitlines()
+                raise TrackingError(message[0] if message else type(errors[0]).__name__)
+        self.in_flight = still_running
 
     def flush(self) -> None:
-        """Return once every value added so far is in the store."""
+        """Return once every value added so far is in the store (TrackingError if a write failed)."""
         start = time.perf_counter()
-        if self.process is None:  # never sent anything: at most SEND_EVERY steps, written from here
-            mlflow_client = client()
-            metrics = [Metric(*values) for values in self.pending]
-            for first in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-                with_retries(mlflow_client.log_batch, self.run_id, metrics=metrics[first:first + MAX_METRICS_PER_BATCH])
-            self.pending, self.steps_pending = [], 0
+        try:
+            if self.pending:
+                self._send()
+            self._settle(wait=True)
+        finally:
             self.seconds += time.perf_counter() - start
-            return
-        if self.pending:
-            self._send({"metrics": self.pending})
-        self.acks += 1
-        self._send({"ack": self.acks})
-        reply = self.process.stdout.readline().strip()
-        if reply != f"ack {self.acks}":
-            raise TrackingError(f"the MLflow metric logger stopped: {reply or 'see its error above'}")
-        self.seconds += time.perf_counter() - start
 
     def close(self, flush: bool = True) -> None:
-        """Flush (unless told not to), then stop the helper process."""
-        try:
-            if flush and (self.process is None or self.process.poll() is None):
-                self.flush()
-        finally:
-            if self.process is not None:
-                if self.process.poll() is None:
-                    self.process.stdin.close()
-                self.process.wait()
-
-
-def _log_from_pipe(run_id: str) -> None:
-    """The helper process of MetricSink: JSON lines on stdin, "ack <n>" lines on stdout."""
-    mlflow_client = client()
-    pending: list[Metric] = []
-
-    def write_pending():
-        while pending:
-            with_retries(mlflow_client.log_batch, run_id, metrics=pending[:MAX_METRICS_PER_BATCH])
-            del pending[:MAX_METRICS_PER_BATCH]
-
-    for line in sys.stdin:
-        message = json.loads(line)
-        pending.extend(Metric(*values) for values in message.get("metrics", ()))
-        if len(pending) >= MAX_METRICS_PER_BATCH or "ack" in message:
-            write_pending()
-        if "ack" in message:
-            print(f"ack {message['ack']}", flush=True)
-    # stdin closed without a final ack: the training process is gone; drop what was not flushed
-
-
-if __name__ == "__main__":
-    try:
-        _log_from_pipe(sys.argv[1])
-    except Exception as error:  # reported to the training process through the closed pipe
-        print(f"error: MLflow metric logging failed: {error}", file=sys.stderr)
-        print(f"error {error}", flush=True)
-        sys.exit(1)
+        """Flush, unless told not to (what is still queued is then written as the process exits)."""
+        if flush:
+            self.flush()
