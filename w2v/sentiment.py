@@ -43,6 +43,10 @@ class LabelsError(ValueError):
     """A labels file that cannot be read or does not line up with the corpus; the message says which."""
 
 
+class OtherCorpusError(LabelsError):
+    """A split with another number of sentences than its tree file: not the corpus of these labels."""
+
+
 def parse_tree(line: str) -> tuple[int, list[str]]:
     """(root label 0-4, leaves in order) of one PTB sentiment tree such as "(3 (2 It) (4 works))".
 
@@ -112,8 +116,8 @@ class SplitLabels:
 
 def read_labels(folder: Path, corpus: Corpus, min_aligned: float = MIN_ALIGNED) -> dict[str, SplitLabels]:
     """The labels of train, dev and test in `folder` (train.txt, dev.txt, test.txt), checked
-    against `corpus`: each file has one tree per sentence of its split, and at least `min_aligned`
-    of them have the corpus's tokens as leaves. Raises LabelsError otherwise."""
+    against `corpus`: each file has one tree per sentence of its split (else OtherCorpusError),
+    and at least `min_aligned` of them have the corpus's tokens as leaves (else LabelsError)."""
     result = {}
     for split, name in TREE_FILES.items():
         path = folder / name
@@ -122,7 +126,7 @@ def read_labels(folder: Path, corpus: Corpus, min_aligned: float = MIN_ALIGNED) 
         labels, leaves = read_trees(path)
         expected = int((corpus.split == {"train": 1, "test": 2, "dev": 3}[split]).sum())
         if len(labels) != expected:
-            raise LabelsError(f"{path} has {len(labels)} trees but the corpus has {expected} {split} sentences: "
+            raise OtherCorpusError(f"{path} has {len(labels)} trees but the corpus has {expected} {split} sentences: "
                               f"the labels do not belong to this corpus")
         misaligned = count_misaligned(corpus, split, leaves)
         if misaligned > (1 - min_aligned) * expected:
@@ -146,13 +150,20 @@ def sentence_features(vectors: np.ndarray, counts: np.ndarray, tokens: np.ndarra
 
 @dataclass(frozen=True)
 class TaskResult:
-    """One task (SST-5 or SST-2) on one set of vectors: test accuracy, its interval, the chosen C."""
+    """One task (SST-5 or SST-2) on one set of vectors: test accuracy, its 95 % interval, the C
+    chosen on dev (with the dev accuracy of every C tried), and the test share of the most
+    frequent test label (what always guessing it would score)."""
 
     test_acc: float
     interval: tuple[float, float]
     C: float
     dev_acc: dict[float, float]
     n_test: int
+    majority: float
+
+    def overlaps(self, other: "TaskResult") -> bool:
+        """Whether the two 95 % intervals overlap."""
+        return self.interval[0] <= other.interval[1] and other.interval[0] <= self.interval[1]
 
 
 def fit_and_score(features: dict[str, np.ndarray], labels: dict[str, np.ndarray],
@@ -166,8 +177,9 @@ def fit_and_score(features: dict[str, np.ndarray], labels: dict[str, np.ndarray]
         dev_acc[C] = float(model.score(features["dev"], labels["dev"]))
     best = max(grid, key=lambda C: (dev_acc[C], -C))
     correct = models[best].predict(features["test"]) == labels["test"]
+    majority = np.bincount(labels["test"]).max() / len(labels["test"])
     return TaskResult(float(correct.mean()), mean_interval(correct, resamples=resamples, seed=seed),
-                      best, dev_acc, int(len(correct)))
+                      best, dev_acc, int(len(correct)), float(majority))
 
 
 def binary_task(features: dict[str, np.ndarray], labels: dict[str, np.ndarray]):
