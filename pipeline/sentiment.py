@@ -62,9 +62,11 @@ def sentiment_figures(cfg: DictConfig, model_dir: Path) -> SentimentFigures:
     if not ((corpus.split == DEV).any() and (corpus.split == TEST).any()):
         return absent(f"the corpus in {processed} has no dev and test sentences (not SST)")
     vectors = np.load(model_dir / "vectors.npy")
-    if vectors.ndim != 2 or vectors.shape[0] != corpus.vocab_size:
-        return absent(f"the vectors in {model_dir} have shape {vectors.shape} but the corpus in {processed} has "
-                      f"{corpus.vocab_size} words (trained on another corpus)")
+    vocab = model_dir / "vocab.txt"
+    if (vectors.ndim != 2 or vectors.shape[0] != corpus.vocab_size
+            or (vocab.is_file() and vocab.read_bytes().decode("utf-8").split("\n")[:-1] != corpus.words)):
+        return absent(f"the vectors in {model_dir} (shape {vectors.shape}) are not of the {corpus.vocab_size} words "
+                      f"of the corpus in {processed} (trained on another corpus)")
     try:
         labels = read_labels(labels_dir, corpus)
     except OtherCorpusError as error:
