@@ -49,6 +49,8 @@ def absent(note: str) -> SentimentFigures:
 
 def sentiment_figures(cfg: DictConfig, model_dir: Path) -> SentimentFigures:
     """SST-5 / SST-2 figures of model_dir/vectors.npy on cfg.paths.processed and cfg.paths.labels."""
+    if OmegaConf.select(cfg, "paths.labels") is None:
+        return absent("paths.labels is not set (a configuration from before the labels existed)")
     labels_dir, processed = project_path(cfg.paths.labels), project_path(cfg.paths.processed)
     if not all((labels_dir / name).is_file() for name in TREE_FILES.values()):
         return absent(f"no sentence labels in {labels_dir} (run `dvc repro download_labels` or "
