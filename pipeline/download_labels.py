@@ -36,7 +36,8 @@ def labels_source(cfg: DictConfig) -> dict:
         raise StageError("the configuration has no labels section; run on conf/ or params.yaml")
     source = OmegaConf.to_container(section, resolve=True)
     train_lines = source.get("train_lines")
-    if train_lines is not None and (isinstance(train_lines, bool) or not isinstance(train_lines, int) or train_lines < 1):
+    if train_lines is not None and (isinstance(train_lines, bool) or not isinstance(train_lines, int)
+                                    or train_lines < 1):
         raise StageError(f"labels.train_lines must be a positive line count or null, got {train_lines!r}")
     return {**checked_source(source, "labels"), "train_lines": train_lines}
 
