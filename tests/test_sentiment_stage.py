@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import zipfile
@@ -178,3 +179,13 @@ def test_misaligned_labels_stop_the_evaluation_with_a_clear_error(workspace, tmp
     (labels / "dev.txt").write_text("".join(reversed(lines)), encoding="utf-8")
     with pytest.raises(StageError, match=r"dev\.txt: \d+ of 1101 trees .* not aligned .*download_labels"):
         sentiment_figures(cfg_for(workspace, labels=str(labels)), workspace / "model")
+
+
+def test_an_unreachable_host_names_labels_url_and_the_local_copy(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on: the connection is refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = run_labels(f"labels.url=http://127.0.0.1:{port}/trainDevTestTrees_PTB.zip",
+                      f"paths.labels={tmp_path / 'out'}", tmp_path=tmp_path)
+    assert_one_error_line(done, "labels.url", "labels.url=../shared/data/trainDevTestTrees_PTB")
+    assert not (tmp_path / "out").exists()
