@@ -11,6 +11,8 @@ from w2v.readers import read_sst
 from w2v.sentiment import (C_GRID, LabelsError, OtherCorpusError, evaluate_sentiment, fit_and_score, parse_tree,
                            read_labels, read_trees, same_token, sentence_features)
 
+from conftest import require_shared_data
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TREES_DIR = PROJECT_ROOT.parent / "shared" / "data" / "trainDevTestTrees_PTB" / "trees"
 SPLITS = ("train", "dev", "test")
@@ -18,9 +20,7 @@ SPLITS = ("train", "dev", "test")
 
 @pytest.fixture(scope="module")
 def trees_dir() -> Path:
-    if not (TREES_DIR / "train.txt").is_file():
-        pytest.skip(f"the SST sentiment trees are not at {TREES_DIR} (see ../shared/data/README.md)")
-    return TREES_DIR
+    return require_shared_data(TREES_DIR / "train.txt").parent
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from w2v.corpus import save_corpus
 from w2v.readers import read_sst
 from w2v.vectors import save_vectors, write_word2vec_text
 
+from conftest import require_shared_data
 from tests.test_download import HYDRA_QUIET, Server, assert_one_error_line
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -29,9 +30,7 @@ NAMES = ("train.txt", "dev.txt", "test.txt")
 
 @pytest.fixture(scope="module")
 def labels_dir() -> Path:
-    if not (LABELS_DIR / "trees" / "train.txt").is_file():
-        pytest.skip(f"the SST sentiment trees are not at {LABELS_DIR} (see ../shared/data/README.md)")
-    return LABELS_DIR
+    return require_shared_data(LABELS_DIR / "trees" / "train.txt").parent.parent
 
 
 @pytest.fixture(scope="module")
