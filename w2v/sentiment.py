@@ -27,7 +27,7 @@ import scipy.sparse
 from sklearn.linear_model import LogisticRegression
 
 from w2v.bootstrap import RESAMPLES, half_width, mean_interval
-from w2v.corpus import Corpus
+from w2v.corpus import SPLIT_LABELS, Corpus
 
 SPLITS = ("train", "dev", "test")
 TREE_FILES = {split: f"{split}.txt" for split in SPLITS}
@@ -124,10 +124,10 @@ def read_labels(folder: Path, corpus: Corpus, min_aligned: float = MIN_ALIGNED) 
         if not path.is_file():
             raise LabelsError(f"{path} is missing")
         labels, leaves = read_trees(path)
-        expected = int((corpus.split == {"train": 1, "test": 2, "dev": 3}[split]).sum())
+        expected = int((corpus.split == SPLIT_LABELS[split]).sum())
         if len(labels) != expected:
-            raise OtherCorpusError(f"{path} has {len(labels)} trees but the corpus has {expected} {split} sentences: "
-                              f"the labels do not belong to this corpus")
+            raise OtherCorpusError(f"{path} has {len(labels)} trees but the corpus has {expected} {split} "
+                                   f"sentences: the labels do not belong to this corpus")
         misaligned = count_misaligned(corpus, split, leaves)
         if misaligned > (1 - min_aligned) * expected:
             raise LabelsError(f"{path}: {misaligned} of {expected} trees do not have the tokens of the corpus's "
