@@ -32,7 +32,8 @@ class SentimentFigures:
 
 
 def settings(cfg: DictConfig) -> dict:
-    """evaluate.sentiment.*: C (the grid), resamples, seed; defaults where a setting is absent."""
+    """evaluate.sentiment.*: C (the grid), resamples, seed; defaults where a setting is absent
+    (`enabled` is read by sentiment_figures)."""
     section = OmegaConf.select(cfg, "evaluate.sentiment") or {}
     grid = tuple(float(C) for C in section.get("C", C_GRID))
     resamples, seed = section.get("resamples", RESAMPLES), section.get("seed", 0)
@@ -50,6 +51,8 @@ def absent(note: str) -> SentimentFigures:
 
 def sentiment_figures(cfg: DictConfig, model_dir: Path) -> SentimentFigures:
     """SST-5 / SST-2 figures of model_dir/vectors.npy on cfg.paths.processed and cfg.paths.labels."""
+    if OmegaConf.select(cfg, "evaluate.sentiment.enabled") is False:
+        return absent("evaluate.sentiment.enabled=false")
     if OmegaConf.select(cfg, "paths.labels") is None:
         return absent("paths.labels is not set (a configuration from before the labels existed)")
     labels_dir, processed = project_path(cfg.paths.labels), project_path(cfg.paths.processed)

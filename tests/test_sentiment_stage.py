@@ -159,6 +159,14 @@ def test_without_labels_the_figures_are_absent_with_one_note(workspace, capsys):
     assert capsys.readouterr().err.count("note: no SST sentiment figures") == 1
 
 
+def test_switched_off_the_figures_are_absent_with_the_note(workspace, capsys):
+    cfg = cfg_for(workspace)
+    cfg.evaluate.sentiment.enabled = False
+    figures = sentiment_figures(cfg, workspace / "model")
+    assert figures.metrics == {} and figures.note == "evaluate.sentiment.enabled=false"
+    assert "note: no SST sentiment figures: evaluate.sentiment.enabled=false" in capsys.readouterr().err
+
+
 def test_a_text_corpus_gets_a_note_not_figures(workspace, tmp_path, capsys):
     from w2v.corpus import build_corpus
 
