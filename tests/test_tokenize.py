@@ -26,7 +26,7 @@ def assignment_sentences(path: Path) -> list[list[str]]:
 
 def run_tokenize(raw: Path, processed: Path, *overrides: str) -> subprocess.CompletedProcess:
     args = [sys.executable, "-m", "pipeline.tokenize", f"paths.raw={raw}", f"paths.processed={processed}",
-            *overrides, *HYDRA_QUIET]
+            f"paths.metrics={processed.parent / 'metrics'}", *overrides, *HYDRA_QUIET]
     return subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
 
 
@@ -171,6 +171,8 @@ def test_stage_on_sst_writes_the_corpus_and_metrics(sst_dir, tmp_path):
     stats = json.loads((processed / "stats.json").read_text())
     assert (stats["sentences"], stats["vocab_size"], stats["counted_tokens"]) == (11_855, 19_539, 227_246)
     assert [stats[s]["sentences"] for s in ("train", "dev", "test")] == [8_544, 1_101, 2_210]
+    headline = json.loads((tmp_path / "metrics" / "corpus.json").read_text())  # what DVC shows
+    assert headline == {"vocab_size": 19_539, "counted_tokens": 227_246}
     corpus = load_corpus(processed)
     assert corpus.vocab_size == 19_539 and corpus.train_on == "all"
 
