@@ -47,40 +47,61 @@ def corpus_source(cfg: DictConfig) -> dict:
         source = OmegaConf.to_container(corpus, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as error:
         raise StageError(f"corpus.{error.key} is not set: pass corpus.{error.key}=<path or URL of the corpus file>") from None
-    kind, url = source.get("kind"), source.get("url")
+    kind = source.get("kind")
     if kind not in OUTPUT_FILES:
         raise StageError(f"corpus.kind must be one of {', '.join(OUTPUT_FILES)}, got {kind!r} (choose corpus=sst or corpus=text)")
+    return {"kind": kind, **checked_source(source, "corpus")}
+
+
+def checked_source(source: dict, key: str) -> dict:
+    """url, size, sha256 and files of the download settings `source` (the config section `key`),
+    checked and normalised (lowercase digests)."""
+    url, size, sha256 = source.get("url"), source.get("size"), source.get("sha256")
     if not isinstance(url, str) or not url.strip():
-        raise StageError(f"corpus.url must be a URL or a path, got {url!r}")
-    size, sha256 = source.get("size"), source.get("sha256")
+        raise StageError(f"{key}.url must be a URL or a path, got {url!r}")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise StageError(f"corpus.size must be a byte count or null, got {size!r}")
+        raise StageError(f"{key}.size must be a byte count or null, got {size!r}")
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256.match(sha256)):
-        raise StageError(f"corpus.sha256 must be 64 hex digits or null, got {sha256!r}")
+        raise StageError(f"{key}.sha256 must be 64 hex digits or null, got {sha256!r}")
     files = source.get("files") or {}
     for name, digest in files.items():
         if not (isinstance(digest, str) and _SHA256.match(digest)):
-            raise StageError(f"corpus.files.{name} must be 64 hex digits, got {digest!r}")
-    return {"kind": kind, "url": url.strip(), "size": size, "sha256": sha256 and sha256.lower(),
+            raise StageError(f"{key}.files.{name} must be 64 hex digits, got {digest!r}")
+    return {"url": url.strip(), "size": size, "sha256": sha256 and sha256.lower(),
             "files": {name: digest.lower() for name, digest in files.items()}}
 
 
-def local_path(url: str) -> Path | None:
-    """The local path a corpus.url names (file:// URL or path), None for an http(s) URL."""
+def local_path(url: str, key: str = "corpus") -> Path | None:
+    """The local path a `key`.url names (file:// URL or path), None for an http(s) URL."""
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
         return None
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
-            raise StageError(f"corpus.url {url!r}: file:// URLs must name a local path (file:///abs/path)")
+            raise StageError(f"{key}.url {url!r}: file:// URLs must name a local path (file:///abs/path)")
         return project_path(url2pathname(parts.path))
     if len(parts.scheme) > 1:  # one letter is a Windows drive, not a scheme
-        raise StageError(f"corpus.url {url!r}: unsupported scheme {parts.scheme!r}; use http(s)://, file:// or a path")
+        raise StageError(f"{key}.url {url!r}: unsupported scheme {parts.scheme!r}; use http(s)://, file:// or a path")
     return project_path(url)
 
 
-def is_up_to_date(raw: Path, source: dict) -> bool:
-    """Whether `raw` holds the verified files of this very source (the no-op check)."""
+def obtain(source: dict, cache_dir: Path, progress: bool, key: str = "corpus") -> Path:
+    """The local file or folder `source["url"]` names: downloaded into `cache_dir` if it is an
+    http(s) URL; a file is checked against source["size"] and source["sha256"]. A missing local
+    path is a FileNotFoundError."""
+    path = local_path(source["url"], key)
+    if path is None:
+        return fetch(source["url"], cache_dir, source["size"], source["sha256"], progress=progress)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "does not exist", str(path))
+    if path.is_file():
+        verify(path, source["size"], source["sha256"], label=str(path))
+    return path
+
+
+def is_up_to_date(raw: Path, source: dict, names: tuple[str, ...] | None = None) -> bool:
+    """Whether `raw` holds the verified files `names` (default: the corpus kind's) of this very
+    source (the no-op check)."""
     try:
         recorded = json.loads((raw / SOURCE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -88,30 +109,27 @@ def is_up_to_date(raw: Path, source: dict) -> bool:
     if recorded.get("source") != source:
         return False
     expected = recorded.get("files", {})
-    names = OUTPUT_FILES[source["kind"]]
+    names = names or OUTPUT_FILES[source["kind"]]
     return set(expected) == set(names) and all(
         (raw / name).is_file() and sha256_of(raw / name) == expected[name] for name in names)
 
 
-def check_pinned(where: str, checksums: dict[str, str], pinned: dict[str, str]) -> None:
-    """Raise StageError if a written file's sha256 differs from its corpus.files value."""
+def check_pinned(where: str, checksums: dict[str, str], pinned: dict[str, str], key: str = "corpus") -> None:
+    """Raise StageError if a written file's sha256 differs from its `key`.files value."""
     for name, digest in checksums.items():
         if name in pinned and digest != pinned[name]:
-            raise StageError(f"{where}: {name} has sha256 {digest}, expected corpus.files.{name}={pinned[name]}; "
-                             f"use the original SST files, or update corpus.files if you changed them on purpose")
+            raise StageError(f"{where}: {name} has sha256 {digest}, expected {key}.files.{name}={pinned[name]}; "
+                             f"use the original SST files, or update {key}.files if you changed them on purpose")
 
 
 def materialize(source: dict, target: Path, cache_dir: Path, progress: bool) -> dict[str, str]:
     """Write the corpus files of `source` into the empty folder `target`; return {name: sha256}."""
     kind, url, names = source["kind"], source["url"], OUTPUT_FILES[source["kind"]]
-    path = local_path(url)
-    if path is None:
-        path = fetch(url, cache_dir, source["size"], source["sha256"], progress=progress)
-    elif not path.exists():
-        raise StageError(f"corpus.url {url!r}: {path} does not exist; point corpus.url at the corpus "
+    try:
+        path = obtain(source, cache_dir, progress)
+    except FileNotFoundError as error:
+        raise StageError(f"corpus.url {url!r}: {error.filename} does not exist; point corpus.url at the corpus "
                          f"(a URL, a zip, {'or the extracted SST folder' if kind == 'sst' else 'or a text file'})")
-    elif path.is_file():
-        verify(path, source["size"], source["sha256"], label=str(path))
     if kind == "text":
         if path.is_dir():
             raise StageError(f"corpus.url {url!r} is a folder; corpus=text needs one text file, one sentence per line")
@@ -131,31 +149,36 @@ def materialize(source: dict, target: Path, cache_dir: Path, progress: bool) -> 
     return checksums
 
 
-def download(source: dict, raw: Path, cache_dir: Path, progress: bool = False) -> bool:
-    """Make `raw` hold the verified corpus files of `source`; False if it already did (no-op)."""
-    if is_up_to_date(raw, source):
+def download(source: dict, raw: Path, cache_dir: Path, progress: bool = False,
+             names: tuple[str, ...] | None = None, write=materialize) -> bool:
+    """Make `raw` hold the verified files of `source`; False if it already did (no-op).
+
+    `write(source, folder, cache_dir, progress)` fills the empty folder and returns {name: sha256}
+    of the files `names` (default: the corpus files, written by `materialize`)."""
+    if is_up_to_date(raw, source, names):
         return False
     with atomic_directory(raw) as tmp:
-        checksums = materialize(source, tmp, cache_dir, progress)
+        checksums = write(source, tmp, cache_dir, progress)
         record = {"source": source, "files": checksums}
         (tmp / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return True
 
 
-def explain(error: Exception, source: dict) -> str:
-    """One line: what went wrong and what to do, naming the config key to change."""
+def explain(error: Exception, source: dict, key: str = "corpus",
+            local_copy: str = "../shared/data/stanfordSentimentTreebank") -> str:
+    """One line: what went wrong and what to do, naming the config key (`key`.url, ...) to change."""
     if isinstance(error, HostUnreachableError):
-        return (f"{error}; check the network, or set corpus.url to a mirror or a local copy "
-                f"(a zip, or the extracted folder such as corpus.url=../shared/data/stanfordSentimentTreebank)")
+        return (f"{error}; check the network, or set {key}.url to a mirror or a local copy "
+                f"(a zip, or the extracted folder such as {key}.url={local_copy})")
     if isinstance(error, HTTPStatusError):
         if error.status >= 500 or error.status == 429:
-            return f"{error}; the server is failing: try again later, or set corpus.url to a mirror or a local copy"
-        return f"{error}; check corpus.url (a mirror or a local copy works too)"
+            return f"{error}; the server is failing: try again later, or set {key}.url to a mirror or a local copy"
+        return f"{error}; check {key}.url (a mirror or a local copy works too)"
     if isinstance(error, IntegrityError):
-        return (f"{error}: not the file corpus.size and corpus.sha256 describe; check corpus.url, or if this "
-                f"file is right set corpus.size and corpus.sha256 to its values (null skips the check)")
+        return (f"{error}: not the file {key}.size and {key}.sha256 describe; check {key}.url, or if this "
+                f"file is right set {key}.size and {key}.sha256 to its values (null skips the check)")
     if isinstance(error, ArchiveError):
-        return f"{error}; point corpus.url at an intact SST zip or the extracted folder"
+        return f"{error}; point {key}.url at an intact SST zip or the extracted folder"
     if isinstance(error, FetchError):
         return f"{error}; check the network and run again: the download resumes where it stopped"
     if isinstance(error, OSError) and error.errno in _DISK_FULL:

@@ -20,6 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.common import StageError, project_path, stage
+from pipeline.sentiment import sentiment_figures
 from w2v.atomic import atomic_write_text
 from w2v.evaluation import evaluate_vectors, evaluation_report, load_vectors
 
@@ -125,11 +126,14 @@ def evaluate_vectors_file(cfg: DictConfig, run_cfg: DictConfig | None, vectors_p
         if loss is not None:
             metrics["eval_dev_loss"] = extra["dev loss (mean per window)"] = loss
     metrics["eval_absent_words"] = float(len(evaluation.absent_words))
-    report = evaluation_report(evaluation, source=str(vectors_path), extra_metrics=extra)
+    sentiment = sentiment_figures(cfg, vectors_path.parent)  # eval_sst5_acc, eval_sst2_acc, ... or a note
+    metrics.update(sentiment.metrics)
+    report = evaluation_report(evaluation, source=str(vectors_path), extra_metrics=extra) + sentiment.report
     if run_cfg is not None and "eval_dev_loss" not in metrics:
         report += "\nNo dev loss: the model was trained on all sentences (corpus.train_on=all), dev included.\n"
 
-    atomic_write_text(metrics_path, json.dumps({k: _json_number(v) for k, v in metrics.items()}, indent=2) + "\n")
+    atomic_write_text(metrics_path, json.dumps({**{k: _json_number(v) for k, v in metrics.items()},
+                                                "intervals": sentiment.intervals}, indent=2) + "\n")
     atomic_write_text(report_path, report)
     if run_id:
         log_to_mlflow(client, run_id, metrics, report, evaluation.neighbours)

@@ -46,6 +46,8 @@ def repo(tmp_path_factory, sst_dir) -> Path:
     config.write_text(text)
     sst = repo / "conf" / "corpus" / "sst.yaml"
     sst.write_text(re.sub(r"(?m)^url: .*$", f"url: {sst_dir}", sst.read_text()))
+    labels = sst_dir.parent / "trainDevTestTrees_PTB"  # the sentiment trees, for download_labels
+    config.write_text(re.sub(r"(?m)^  url: http://nlp.stanford.edu/sentiment/.*$", f"  url: {labels}", config.read_text()))
     sh(repo, sys.executable, "-m", "pipeline.params")
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "config", "user.email", "test@example.com")
@@ -65,7 +67,7 @@ def runs_in(repo: Path):
 
 
 def test_dvc_repro_then_exp_run_then_a_queued_grid_all_log_into_the_workspace_store(repo):
-    # 1. dvc repro: download -> tokenize -> gradcheck -> train -> evaluate
+    # 1. dvc repro: download, download_labels -> tokenize -> gradcheck -> train -> evaluate
     sh(repo, "dvc", "repro")
     for name in ("vectors.txt", "vectors.npy", "vocab.txt", "outside_vectors.npy", "loss.png",
                  "word_vectors.png", "config.yaml", "mlflow_run.json"):
@@ -74,7 +76,7 @@ def test_dvc_repro_then_exp_run_then_a_queued_grid_all_log_into_the_workspace_st
     assert rows[0] == "step,loss,loss_smoothed,lr" and len(rows) == 1 + 200 // 10
     metrics = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
     shown = json.dumps(metrics)
-    assert "final_loss_smoothed" in shown and "eval_ws353_spearman" in shown
+    assert "final_loss_smoothed" in shown and "eval_ws353_spearman" in shown and "eval_sst5_acc_random" in shown
 
     client, runs = runs_in(repo)
     assert len(runs) == 1
@@ -82,6 +84,7 @@ def test_dvc_repro_then_exp_run_then_a_queued_grid_all_log_into_the_workspace_st
     assert run.info.status == "FINISHED" and run.data.tags["dvc_stage"] == "train"
     assert json.loads((repo / "models" / "mlflow_run.json").read_text())["run_id"] == run.info.run_id
     assert "eval_ws353_spearman" in run.data.metrics  # logged by the evaluate stage into the same run
+    assert "eval_sst5_acc" in run.data.metrics and "eval_sst2_acc_ci95" in run.data.metrics
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 20
     assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(repo)
 

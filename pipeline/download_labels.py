@@ -1,0 +1,93 @@
+"""Stage `download_labels`: fetch and check SST's sentence sentiment trees for the evaluation.
+
+    python -m pipeline.download_labels                                       # the official archive
+    python -m pipeline.download_labels labels.url=../shared/data/trainDevTestTrees_PTB   # a local folder
+    dvc repro download_labels                                                # as a pipeline stage
+
+`labels.url` is the official `trainDevTestTrees_PTB.zip` (or a mirror: an http(s) or file:// URL,
+a zip path) or the extracted folder (holding `trees/` or the three files). The download machinery
+is the corpus's (pipeline.download: cache in paths.download_cache, retries, resumption, safe
+extraction). The archive's size and sha256 are not pinned (labels.size, labels.sha256: null, set
+them to check); dev.txt and test.txt are pinned by sha256 (labels.files), train.txt by its line
+count (labels.train_lines). The output folder paths.labels (data/raw_labels) is replaced whole:
+train.txt, dev.txt, test.txt and source.json. Whether the trees line up with the corpus's
+sentences is checked where both meet, in the evaluation (w2v.sentiment.read_labels).
+"""
+import logging
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.common import StageError, project_path, stage
+from pipeline.download import check_pinned, checked_source, download, explain, obtain
+from w2v.archive import ArchiveError, copy_with_sha256, extract_files
+from w2v.fetch import FetchError
+from w2v.sentiment import TREE_FILES
+
+NAMES = tuple(TREE_FILES.values())  # train.txt, dev.txt, test.txt
+LOCAL_COPY = "../shared/data/trainDevTestTrees_PTB"
+
+
+def labels_source(cfg: DictConfig) -> dict:
+    """The checked labels.* settings: url, size, sha256, files, train_lines."""
+    section = cfg.get("labels")
+    if section is None:
+        raise StageError("the configuration has no labels section; run on conf/ or params.yaml")
+    source = OmegaConf.to_container(section, resolve=True)
+    train_lines = source.get("train_lines")
+    if train_lines is not None and (isinstance(train_lines, bool) or not isinstance(train_lines, int)
+                                    or train_lines < 1):
+        raise StageError(f"labels.train_lines must be a positive line count or null, got {train_lines!r}")
+    return {**checked_source(source, "labels"), "train_lines": train_lines}
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as file:
+        return sum(1 for _ in file)
+
+
+def write_labels(source: dict, target: Path, cache_dir: Path, progress: bool) -> dict[str, str]:
+    """Write train.txt, dev.txt and test.txt of `source` into the empty folder `target`, checked
+    against labels.files and labels.train_lines; return {name: sha256}."""
+    url = source["url"]
+    try:
+        path = obtain(source, cache_dir, progress, key="labels")
+    except FileNotFoundError as error:
+        raise StageError(f"labels.url {url!r}: {error.filename} does not exist; point labels.url at "
+                         f"trainDevTestTrees_PTB.zip (a URL or a path) or its extracted folder") from None
+    if path.is_dir():
+        folder = path / "trees" if (path / "trees").is_dir() else path
+        checksums = {}
+        for name in NAMES:
+            if not (folder / name).is_file():
+                raise StageError(f"labels.url {url!r}: the folder has no trees/{name}; point it at the extracted "
+                                 f"trainDevTestTrees_PTB folder or the zip")
+            with open(folder / name, "rb") as file:
+                checksums[name] = copy_with_sha256(file, target / name)
+    else:
+        checksums = extract_files(path, NAMES, target)
+    check_pinned(url, checksums, source["files"], key="labels")
+    lines = count_lines(target / "train.txt")
+    if source["train_lines"] is not None and lines != source["train_lines"]:
+        raise StageError(f"{url}: train.txt has {lines} lines, expected labels.train_lines={source['train_lines']} "
+                         f"(one tree per SST train sentence); use the original archive, or set labels.train_lines "
+                         f"if you changed it on purpose")
+    return checksums
+
+
+@stage
+def main(cfg: DictConfig) -> None:
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries are retried quietly; failures get one line
+    source = labels_source(cfg)
+    folder = project_path(cfg.paths.labels)
+    try:
+        cache_dir = project_path(cfg.paths.download_cache)
+        changed = download(source, folder, cache_dir, sys.stderr.isatty(), names=NAMES, write=write_labels)
+    except (FetchError, ArchiveError, OSError) as error:
+        raise StageError(explain(error, source, key="labels", local_copy=LOCAL_COPY)) from None
+    print(f"{folder}: {', '.join(NAMES)} {'from ' + source['url'] if changed else 'already verified, nothing to do'}")
+
+
+if __name__ == "__main__":
+    main()
