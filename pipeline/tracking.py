@@ -11,6 +11,15 @@ parallel worker processes. Run as a module, it is the helper process of `MetricS
 
     python -m pipeline.tracking <run_id>    # JSON lines of metrics on stdin -> MLflow; "ack <n>" on stdout
 """
+
+if __name__ == "__main__":
+    # the helper process of MetricSink: Ctrl-C reaches the whole process group, and the training
+    # process handles it and closes the pipe, which ends this helper; a KeyboardInterrupt here
+    # (also while importing MLflow) would only add a traceback. Set before the slow imports.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
 import importlib.metadata
 import json
 import logging
