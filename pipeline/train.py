@@ -15,8 +15,12 @@ leaves the evaluation to the `evaluate` stage.
 
 Checkpoints go to `<workspace>/.cache/checkpoints/<hash of the training config>/` every
 train.checkpoint_every iterations and hold the MLflow run id: the same command after a crash or
-kill resumes there, into the same MLflow run, and logs every step exactly once. A run whose loss
-turns NaN or infinite stops at once, is marked FAILED in MLflow and keeps its last good checkpoint.
+kill resumes there, into the same MLflow run, and logs every step exactly once. Every other end
+of a run is recorded in MLflow and told in one line (end_failed_run): a loss that turns NaN or
+infinite stops the run at once, FAILED, with its last good checkpoint kept; Ctrl-C or SIGTERM
+marks it KILLED; a failure after the last iteration (figures, artifacts, evaluation) marks it
+FAILED with the trained vectors kept in the final checkpoint, and the same command then finishes
+the run without training again.
 """
 import fcntl
 import hashlib
@@ -596,6 +600,8 @@ def report_interruption(interrupted: KeyboardInterrupt) -> int:
     if parents:
         message += (f"; the sweep's parent run {', '.join(parents)} is marked KILLED: run the same command "
                     f"to continue the sweep")
+    elif not getattr(interrupted, "message", ""):
+        message += " before a run started: nothing was changed"
     print(message, file=sys.stderr)
     return 128 + signum
 
