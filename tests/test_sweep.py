@@ -1,10 +1,12 @@
 """Hydra multiruns of `python -m pipeline.train -m ...`, sequential and with the joblib launcher,
 into a real SQLite MLflow store: one parent run, one child run per job, full metric histories."""
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
@@ -84,8 +86,19 @@ def test_a_diverging_job_fails_alone_and_the_sweep_exits_non_zero(fixture_corpus
     assert status == {"1000": "FAILED", "0.3": "FINISHED"}  # the second job ran after the first failed
 
 
+def checkpointed_runs(checkpoints: Path) -> list[str]:
+    """The MLflow run ids of the checkpoints in a checkpoint root (a folder may vanish meanwhile)."""
+    run_ids = []
+    for path in checkpoints.rglob("checkpoint.json"):
+        try:
+            run_ids.append(json.loads(path.read_text())["metadata"]["mlflow_run_id"])
+        except (OSError, ValueError, KeyError):
+            pass
+    return run_ids
+
+
 def test_an_interrupted_joblib_sweep_continues_with_the_same_command(fixture_corpus, empty_store, tmp_path):
-    # two short jobs finish first; the two long ones are interrupted after their first checkpoint
+    # the two short jobs finish first; the two long ones are interrupted after their first checkpoint
     command = sweep_command(fixture_corpus, tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                             "train.engine=loop", "train.batch_size=200", "train.checkpoint_every=100",
                             "train.iterations=100,600", "train.seed=0,1")
@@ -98,8 +111,8 @@ def test_an_interrupted_joblib_sweep_continues_with_the_same_command(fixture_cor
     while time.monotonic() < deadline and process.poll() is None:
         experiment = client.get_experiment_by_name("w2v")
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
-        finished = [r for r in runs if "mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED"]
-        if len(finished) == 2 and list((tmp_path / "checkpoints").rglob("checkpoint.json")):
+        finished = {r.info.run_id for r in runs if "mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED"}
+        if len(finished) == 2 and len(set(checkpointed_runs(tmp_path / "checkpoints")) - finished) == 2:
             os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the launcher and its workers
             interrupted = True
             break
