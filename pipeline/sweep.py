@@ -16,9 +16,15 @@ process, before any job starts:
 At the end it logs the comparison of the finished children to the parent (pipeline.sweep_report:
 report.md, report.html, tables, figures), prints one table of the jobs (status, headline figures,
 run id) and closes the parent run: FINISHED when every child finished, else FAILED with a summary
-line and a non-zero exit.
+line and a non-zero exit; KILLED when the sweep was interrupted (Ctrl-C, SIGTERM).
+
+The same sweep command again (the same jobs, configurations and experiment) continues a sweep
+that did not finish: it reuses that parent run, jobs whose child run finished are not trained
+again, interrupted jobs resume into their child runs from their checkpoints, and the verdict
+counts every job once (its finished run, if any).
 """
 import atexit
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +38,9 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 SWEEP_FILE_VARIABLE = "W2V_SWEEP_FILE"
+SWEEP_KEY_TAG = "sweep_key"  # on a parent run: what identifies its sweep (sweep_key below)
+JOB_TAG = "sweep_job"        # on a child run: the job's overrides (_job_key)
+_open_sweeps: list["SweepCallback"] = []  # of this process, for close_interrupted_sweeps
 
 
 def expand_sweep(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
@@ -52,6 +61,13 @@ def swept_part(overrides: list[str], swept_keys: list[str]) -> list[str]:
 
 def _job_key(overrides: list[str]) -> str:
     return " ".join(sorted(overrides))
+
+
+def sweep_key(job_configs: list[DictConfig]) -> str:
+    """sha256 of every job's configuration (unresolved, in launch order): a rerun of the same sweep
+    command into the same experiment has the same key, a changed conf/ or override another."""
+    settings = [OmegaConf.to_container(cfg, resolve=False) for cfg in job_configs]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def duplicate_jobs(job_configs: list[DictConfig]) -> list[int]:
@@ -107,7 +123,7 @@ class SweepCallback(Callback):
                      len(skipped), len(jobs) - len(skipped), len(jobs),
                      "; ".join(" ".join(swept_part(jobs[i], self.swept_keys)) for i in skipped))
 
-        self._open_parent_runs(config, jobs, job_configs, set(skipped))
+        done = self._open_parent_runs(config, jobs, job_configs, set(skipped))
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.sweep_file = sweep_dir / "mlflow_sweep.json"
@@ -117,22 +133,38 @@ class SweepCallback(Callback):
             "parent_run_ids": self.parents,
             "swept_keys": self.swept_keys,
             "skip": [_job_key(jobs[i]) for i in skipped],
+            "done": done,
         }, indent=2))
         os.environ[SWEEP_FILE_VARIABLE] = str(self.sweep_file)
+        _open_sweeps.append(self)
         atexit.register(self._close, failed_reason="the sweep stopped before its end")
 
-    def _open_parent_runs(self, config, jobs, job_configs, skipped) -> None:
+    def _open_parent_runs(self, config, jobs, job_configs, skipped) -> dict[str, str]:
+        """Create the parent runs, or reuse those of an unfinished run of the same sweep; returns
+        {job key: finished child run id} of the jobs a reused parent already holds."""
         from pipeline import tracking
 
         client = tracking.client()
         sweep_overrides = " ".join(o for o in config.hydra.overrides.task if o.split("=", 1)[0] in self.swept_keys)
+        key = sweep_key(job_configs)
         tags = tracking.run_tags(list(config.hydra.overrides.task))
-        tags.update({"sweep": "parent", "sweep_dir": str(Path(str(config.hydra.sweep.dir)).resolve())})
+        tags.update({"sweep": "parent", "sweep_dir": str(Path(str(config.hydra.sweep.dir)).resolve()),
+                     SWEEP_KEY_TAG: key})
         for i, job_cfg in enumerate(job_configs):
             if i not in skipped:
                 self.expected[job_cfg.mlflow.experiment] = self.expected.get(job_cfg.mlflow.experiment, 0) + 1
+        done = {}
         for experiment in self.expected:
             experiment_id = tracking.get_or_create_experiment(client, experiment)
+            parent_id = self._unfinished_parent(client, experiment_id, key)
+            if parent_id is not None:
+                finished = finished_children(client, experiment_id, parent_id)
+                done.update(finished)
+                log.info("continuing the sweep of MLflow parent run %s in experiment %r: %d of its %d job(s) "
+                         "finished before and are not trained again", parent_id, experiment, len(finished),
+                         self.expected[experiment])
+                self.parents[experiment] = parent_id
+                continue
             run = tracking.with_retries(client.create_run, experiment_id, tags=tags,
                                         run_name=f"sweep {sweep_overrides}"[:250])
             self.parents[experiment] = run.info.run_id
@@ -142,6 +174,22 @@ class SweepCallback(Callback):
                    if o.split("=", 1)[0] in self.swept_keys},
             })
             log.info("MLflow parent run %s in experiment %r (%s)", run.info.run_id, experiment, tracking.tracking_uri())
+        return done
+
+    @staticmethod
+    def _unfinished_parent(client, experiment_id: str, key: str) -> str | None:
+        """The latest parent run of this sweep that did not finish, set RUNNING again; None if none."""
+        from pipeline import tracking
+
+        runs = client.search_runs([experiment_id], filter_string=f"tags.{SWEEP_KEY_TAG} = '{key}'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        if not runs or runs[0].info.status == "FINISHED":
+            return None
+        parent_id = runs[0].info.run_id
+        if "failure_reason" in runs[0].data.tags:
+            client.delete_tag(parent_id, "failure_reason")
+        tracking.with_retries(client.update_run, parent_id, status="RUNNING")
+        return parent_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if config.hydra.job.name != self.task or not self.parents:
@@ -153,8 +201,10 @@ class SweepCallback(Callback):
             print(f"error: {len(failures)} run(s) of the sweep did not finish: " + "; ".join(failures), file=sys.stderr)
             sys.exit(1)
 
-    def _close(self, failed_reason: str | None = None, config: DictConfig | None = None) -> list[str]:
-        """End the parent runs; returns one text per child run that did not finish.
+    def _close(self, failed_reason: str | None = None, killed: bool = False,
+               config: DictConfig | None = None) -> list[str]:
+        """End the parent runs (KILLED if `killed`, with the children still RUNNING); returns one
+        text per job whose run did not finish.
 
         At the sweep's end (`config` given) the comparison of the children goes into each parent
         first (pipeline.sweep_report), and the summary table of the jobs into self.summary.
@@ -174,17 +224,65 @@ class SweepCallback(Callback):
             children = client.search_runs(
                 [client.get_run(parent_id).info.experiment_id],
                 filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=50000)
+            if killed:
+                for child in children:
+                    if child.info.status == "RUNNING":  # a launcher worker ended before it could say so
+                        tracking.with_retries(client.set_terminated, child.info.run_id, status="KILLED")
+            latest = job_runs(children)
             bad = [f"{child.info.run_name}: {child.data.tags.get('failure_reason', child.info.status)}"
-                   for child in children if child.info.status != "FINISHED"]
-            missing = self.expected[experiment] - sum(child.info.status == "FINISHED" for child in children) - len(bad)
+                   for child in latest if child.info.status != "FINISHED"]
+            missing = self.expected[experiment] - len(latest)
             if missing > 0:
                 bad.append(f"{missing} job(s) left no run")
             failures += bad
-            status = "FAILED" if bad or failed_reason else "FINISHED"
+            status = "KILLED" if killed else "FAILED" if bad or failed_reason else "FINISHED"
             if failed_reason:
                 tracking.set_tags(client, parent_id, {"failure_reason": failed_reason})
             tracking.with_retries(client.set_terminated, parent_id, status=status)
         return failures
+
+
+def job_runs(children) -> list:
+    """One child run per job: its finished run if it has one, else its latest (a job killed before
+    its checkpoint named its run may have left an older one)."""
+    by_job = {}
+    for child in sorted(children, key=lambda run: run.info.start_time):
+        job = child.data.tags.get(JOB_TAG, child.info.run_id)
+        if by_job.get(job) is None or by_job[job].info.status != "FINISHED":
+            by_job[job] = child
+    return list(by_job.values())
+
+
+def finished_children(client, experiment_id: str, parent_id: str) -> dict[str, str]:
+    """{job key: run id} of the finished child runs of a parent."""
+    children = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                                  max_results=50000)
+    return {child.data.tags[JOB_TAG]: child.info.run_id for child in children
+            if child.info.status == "FINISHED" and JOB_TAG in child.data.tags}
+
+
+def close_interrupted_sweeps() -> list[str]:
+    """Mark the parent runs of the sweeps this process launched KILLED (Ctrl-C or SIGTERM reached
+    the launching process); returns their run ids."""
+    parents = []
+    for callback in _open_sweeps:
+        if not callback.closed:
+            callback._close(failed_reason="interrupted", killed=True)
+            parents += callback.parents.values()
+    return parents
+
+
+def job_key() -> str:
+    """What identifies the current job of a multirun within its sweep (its overrides, sorted)."""
+    return _job_key(list(HydraConfig.get().overrides.task))
+
+
+def finished_run(experiment: str) -> str | None:
+    """For a job of a continued sweep: the id of its child run that already finished, else None."""
+    path = os.environ.get(SWEEP_FILE_VARIABLE)
+    if not path or not Path(path).is_file():
+        return None
+    return json.loads(Path(path).read_text(encoding="utf-8")).get("done", {}).get(job_key())
 
 
 def job_context(experiment: str) -> tuple[str | None, bool, str]:

@@ -9,6 +9,7 @@ queued experiments all land in the same store.
 All calls go through `MlflowClient` (no fluent global run), so they work the same in Hydra's
 parallel worker processes.
 """
+
 import importlib.metadata
 import logging
 import os

@@ -15,14 +15,21 @@ leaves the evaluation to the `evaluate` stage.
 
 Checkpoints go to `<workspace>/.cache/checkpoints/<hash of the training config>/` every
 train.checkpoint_every iterations and hold the MLflow run id: the same command after a crash or
-kill resumes there, into the same MLflow run, and logs every step exactly once. A run whose loss
-turns NaN or infinite stops at once, is marked FAILED in MLflow and keeps its last good checkpoint.
+kill resumes there, into the same MLflow run, and logs every step exactly once. Every other end
+of a run is recorded in MLflow and told in one line (end_failed_run): a loss that turns NaN or
+infinite stops the run at once, FAILED, with its last good checkpoint kept; Ctrl-C or SIGTERM
+marks it KILLED; a failure after the last iteration (figures, artifacts, evaluation) marks it
+FAILED with the trained vectors kept in the final checkpoint, and the same command then finishes
+the run without training again.
 """
 import fcntl
 import hashlib
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,23 +65,27 @@ class Job:
     skipped: bool              # a naive-softmax duplicate of another job of the sweep
     run_name: str | None       # MLflow run name (None: MLflow's own, or the DVC experiment name)
     progress_bar: bool
+    sweep_job: str | None = None      # in a sweep: the job's key (pipeline.sweep.job_key)
+    finished_run_id: str | None = None  # in a continued sweep: this job's child run that finished
 
 
 def describe_job(cfg: DictConfig) -> Job:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir).resolve()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    parent_run_id, skipped, run_name = None, False, None
+    parent_run_id, skipped, run_name, sweep_job, finished_run_id = None, False, None, None, None
     if multirun:
-        from pipeline.sweep import job_context
+        from pipeline.sweep import finished_run, job_context, job_key
 
         parent_run_id, skipped, run_name = job_context(cfg.mlflow.experiment)
+        sweep_job, finished_run_id = job_key(), finished_run(cfg.mlflow.experiment)
     # dvc.yaml runs the stage with hydra.run.dir=. in the project root (also in a queued copy)
     dvc_stage = not multirun and output_dir == PROJECT_ROOT.resolve()
     parallel = multirun and "basic" not in str(hydra_cfg.launcher.get("_target_", "basic")).lower()
     return Job(dvc_stage=dvc_stage, output_dir=output_dir, overrides=list(hydra_cfg.overrides.task),
                multirun=multirun, parent_run_id=parent_run_id, skipped=skipped, run_name=run_name,
-               progress_bar=sys.stderr.isatty() and not parallel)
+               progress_bar=sys.stderr.isatty() and not parallel, sweep_job=sweep_job,
+               finished_run_id=finished_run_id)
 
 
 def corpus_fingerprint(corpus) -> str:
@@ -96,17 +107,90 @@ def checkpoint_dir_for(cfg: DictConfig, corpus) -> Path:
     return root / training_fingerprint(cfg, corpus_fingerprint(corpus))
 
 
+LOCK_FILE = "lock"  # in the checkpoint folder, removed with it
+
+
 @contextmanager
 def exclusive(checkpoint_dir: Path):
-    """Hold a lock on a checkpoint folder: two runs of the same configuration must not share it."""
-    checkpoint_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(checkpoint_dir.with_suffix(".lock"), "w") as lock:
+    """Hold a lock on a checkpoint folder: two runs of the same configuration must not share it.
+
+    The lock file lives in the folder and goes with it: a run that leaves nothing to resume
+    removes the folder, lock included, while it still holds the lock. A run that opened the lock
+    file just before it was removed finds it unlinked once it gets the lock, and tries again.
+    """
+    while True:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        lock_path = checkpoint_dir / LOCK_FILE
+        try:
+            lock = open(lock_path, "a")
+        except FileNotFoundError:  # the folder was removed in between
+            continue
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            lock.close()
             raise StageError(f"another run with the same training configuration is using {checkpoint_dir}; "
                              f"wait for it to finish or change the configuration") from None
+        try:
+            if os.path.samestat(os.fstat(lock.fileno()), os.stat(lock_path)):
+                break
+        except FileNotFoundError:
+            pass
+        lock.close()
+    try:
         yield
+    finally:
+        try:
+            if {path.name for path in checkpoint_dir.iterdir()} == {LOCK_FILE}:
+                lock_path.unlink()
+                checkpoint_dir.rmdir()
+        finally:
+            lock.close()
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM (kill, a cluster scheduler) during a run. A KeyboardInterrupt,
+    so a sweep stops at once instead of going on with its next job. `message`: the one line to print."""
+
+    def __init__(self, signum: int, message: str = ""):
+        super().__init__(message)
+        self.signum = signum
+        self.message = message
+
+
+_held = {"depth": 0, "pending": None}  # signals_held's state (signal handlers run in the main thread)
+
+
+def _raise_interrupted(signum, frame):
+    if _held["depth"]:
+        _held["pending"] = signum
+        return
+    raise Interrupted(signum)
+
+
+def catch_termination() -> None:
+    """Make SIGTERM (whose default ends the process on the spot, the MLflow run left RUNNING) and
+    SIGINT raise Interrupted. Only the main thread can install signal handlers."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _raise_interrupted)
+
+
+@contextmanager
+def signals_held(deliver: bool = True):
+    """Let a SIGINT or SIGTERM wait until the block is done: a half-sent metric line or a run
+    opened but not yet known must not be cut short. At the end the signal is raised as
+    Interrupted (deliver), or dropped (while a run's end is being recorded)."""
+    _held["depth"] += 1
+    try:
+        yield
+    finally:
+        _held["depth"] -= 1
+        signum = _held["pending"]
+        if not _held["depth"] and signum is not None:
+            _held["pending"] = None
+            if deliver:
+                raise Interrupted(signum)
 
 
 class RunLogger:
@@ -178,15 +262,18 @@ def read_journal(path: Path) -> dict[int, dict[str, float]]:
     return history
 
 
-def hooks_for(run_logger: RunLogger):
+def hooks_for(run_logger: RunLogger, attempt):
     from w2v.trainer import TrainHooks
 
     class Hooks(TrainHooks):
         def on_log(self, record):
-            run_logger.on_log(record)
+            with signals_held():
+                run_logger.on_log(record)
+                attempt.last_step = record.step
 
         def before_checkpoint(self, step):
-            run_logger.before_checkpoint(step)
+            with signals_held():
+                run_logger.before_checkpoint(step)
 
     return Hooks()
 
@@ -224,7 +311,10 @@ def open_run(client, cfg: DictConfig, job: Job, checkpoint_dir: Path) -> tuple[s
 
     tags = tracking.run_tags(job.overrides)
     if job.parent_run_id:
+        from pipeline.sweep import JOB_TAG
+
         tags.update(tracking.parent_tag(job.parent_run_id))
+        tags[JOB_TAG] = job.sweep_job
     name = job.run_name or tags.get("dvc_experiment")
     run = tracking.with_retries(client.create_run, experiment_id, tags=tags, run_name=name and name[:250])
     tracking.log_params(client, run.info.run_id, tracking.flatten_config(cfg))
@@ -233,29 +323,26 @@ def open_run(client, cfg: DictConfig, job: Job, checkpoint_dir: Path) -> tuple[s
     return run.info.run_id, False
 
 
-def mark_failed(client, run_id: str, reason: str, step: int | None = None) -> None:
-    tags = {"failure_reason": reason}
-    if step is not None:
-        tags["failed_at_iteration"] = str(step)
-    tracking.set_tags(client, run_id, tags)
-    tracking.with_retries(client.set_terminated, run_id, status="FAILED")
-
-
-def write_model_folder(folder: Path, cfg: DictConfig, corpus, result, history, run_record: dict) -> None:
-    """The model folder of docs/design.md: vectors (text, npy), vocab, figures, config, run id."""
+def write_model_folder(folder: Path, cfg: DictConfig, corpus, result, history, run_record: dict,
+                       attempt) -> None:
+    """The model folder of docs/design.md: vectors (text, npy), vocab, config, run id, then the
+    figures (a figure that fails must not cost the vectors). attempt.phase follows the steps."""
     from w2v.plots import plot_loss, plot_word_vectors
     from w2v.vectors import save_vectors, write_word2vec_text
 
+    attempt.phase = "writing the vectors"
     write_word2vec_text(folder / "vectors.txt", corpus.words, result.center_vectors)
     save_vectors(folder, corpus.words, result.center_vectors, result.outside_vectors)
+    atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_text(folder / "mlflow_run.json", json.dumps(run_record, indent=2) + "\n")
+    attempt.phase = "drawing loss.png"
     steps = sorted(history)
     plot_loss(folder / "loss.png", steps, [history[s]["loss"] for s in steps],
               [history[s]["loss_smoothed"] for s in steps])
+    attempt.phase = "drawing word_vectors.png"
     plot = plot_word_vectors(folder / "word_vectors.png", corpus.words, result.center_vectors, counts=corpus.counts)
     if plot.note:
         log.info("word_vectors.png: %s", plot.note)
-    atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    atomic_write_text(folder / "mlflow_run.json", json.dumps(run_record, indent=2) + "\n")
 
 
 def write_dvc_records(metrics_path: Path, plots_path: Path, final_metrics: dict, history) -> None:
@@ -266,10 +353,180 @@ def write_dvc_records(metrics_path: Path, plots_path: Path, final_metrics: dict,
     atomic_write_text(plots_path, "step,loss,loss_smoothed,lr\n" + rows)
 
 
+@dataclass
+class Attempt:
+    """One invocation of a run: what a failure message and the MLflow record need."""
+    run_id: str
+    checkpoint_dir: Path
+    phase: str = "training"          # what was going on: "training", then the steps after it
+    last_step: int = 0               # the last logged iteration
+    model_dir: Path | None = None    # where the vectors were written, once they were
+
+
+def checkpoint_note(attempt: Attempt) -> str:
+    from w2v.checkpoint import checkpoint_step
+
+    step = checkpoint_step(attempt.checkpoint_dir)
+    if step is None:
+        return "no checkpoint was written yet (the run starts again from iteration 0)"
+    return f"the checkpoint of iteration {step} is kept in {attempt.checkpoint_dir}"
+
+
+def end_failed_run(client, attempt: Attempt, error: BaseException, config) -> BaseException:
+    """Record how an attempt ended in MLflow and return what to raise: one line for the user.
+
+    interrupted (Ctrl-C, SIGTERM) -> KILLED; diverged, bad checkpoint, a failure after training
+    -> FAILED with the reason; the store unreachable -> nothing recorded (it cannot be). The
+    checkpoint is kept in every case, so the same command resumes into the same run. An
+    unexpected error during training is marked FAILED and raised as it is (its traceback is the
+    bug report).
+    """
+    from w2v.trainer import DivergenceError
+
+    run_id = attempt.run_id
+    if isinstance(error, (tracking.TrackingError, MlflowException)):
+        return StageError(f"logging to the MLflow store {tracking.tracking_uri()} failed "
+                          f"({str(error).splitlines()[0]}) while {attempt.phase}; {checkpoint_note(attempt)}: "
+                          f"run the same command again once the store is reachable")
+    if isinstance(error, KeyboardInterrupt):
+        signum = getattr(error, "signum", signal.SIGINT)
+        reason = f"interrupted by {signal.Signals(signum).name} after iteration {attempt.last_step}"
+        mark_ended(client, run_id, "KILLED", reason, attempt.last_step)
+        return Interrupted(signum, f"{reason} ({attempt.phase}); MLflow run {run_id} is marked KILLED and "
+                                   f"{checkpoint_note(attempt)}: run the same command to resume")
+    if isinstance(error, DivergenceError):
+        reason = f"diverged at iteration {error.step}: loss {error.loss}"
+        mark_ended(client, run_id, "FAILED", reason, error.step)
+        return StageError(f"training {reason}; lower train.lr (now {config.lr}). MLflow run {run_id} is "
+                          f"marked FAILED; the last good checkpoint stays in {attempt.checkpoint_dir}")
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if attempt.phase != "training":
+        reason = f"after training, {attempt.phase}: {message}"
+        kept = checkpoint_note(attempt)
+        if attempt.model_dir is not None and (attempt.model_dir / "vectors.txt").is_file():
+            kept += f", the vectors in {attempt.model_dir / 'vectors.txt'}"
+        mark_ended(client, run_id, "FAILED", reason)
+        return StageError(f"{reason}. MLflow run {run_id} is marked FAILED; {kept}: once the cause is fixed, "
+                          f"the same command finishes the run without training again")
+    if isinstance(error, (ValueError, StageError)):  # e.g. an unreadable checkpoint; the message says what to do
+        mark_ended(client, run_id, "FAILED", message)
+        return StageError(message)
+    mark_ended(client, run_id, "FAILED", f"{type(error).__name__}: {message}", attempt.last_step)
+    return error
+
+
+def mark_ended(client, run_id: str, status: str, reason: str, step: int | None = None) -> None:
+    """Tag the run with why it ended and terminate it with `status`; a store that fails now (it
+    may be why the run ended) leaves the run as it is: the next attempt sets it right."""
+    tags = {"failure_reason": reason}
+    if step is not None:
+        tags["failed_at_iteration"] = str(step)
+    with signals_held(deliver=False):
+        try:
+            tracking.set_tags(client, run_id, tags)
+            tracking.with_retries(client.set_terminated, run_id, status=status)
+        except Exception as error:
+            log.warning("could not mark MLflow run %s %s: %s", run_id, status, str(error).splitlines()[0])
+
+
+def train_logged(client, cfg: DictConfig, job: Job, corpus, config, attempt: Attempt, resumed: bool):
+    """Train with the run's journal and MLflow metrics; returns (TrainResult, RunLogger, the
+    seconds the training loop spent logging)."""
+    from w2v.trainer import train
+
+    journal_path = attempt.checkpoint_dir / JOURNAL_FILE
+    if not resumed:
+        journal_path.unlink(missing_ok=True)
+    sink = tracking.MetricSink(attempt.run_id)
+    run_logger = RunLogger(sink, journal_path, config.iterations, progress_lines=not job.progress_bar)
+    try:
+        if resumed:
+            backfilled = run_logger.backfill(tracking.logged_steps(client, attempt.run_id))
+            log.info("the journal holds %d logged steps; %d of them were missing in MLflow",
+                     len(run_logger.history), backfilled)
+        log.info("MLflow run %s (%s), checkpoints in %s", attempt.run_id, tracking.tracking_uri(),
+                 attempt.checkpoint_dir)
+        result = train(corpus, config, checkpoint_dir=attempt.checkpoint_dir, hooks=hooks_for(run_logger, attempt),
+                       metadata={"mlflow_run_id": attempt.run_id}, progress=job.progress_bar)
+        logging_seconds = sink.seconds  # inside the training loop; the final flush comes after it
+        attempt.phase = "sending the last metrics"
+        sink.close()
+    except BaseException as error:
+        # what the helper has not written is in the journal: the next attempt sends it again
+        flush = isinstance(error, Exception) and not isinstance(error, (tracking.TrackingError, MlflowException))
+        with signals_held(deliver=False):
+            try:
+                sink.close(flush=flush)
+            except Exception:
+                pass
+        raise
+    finally:
+        run_logger.close()
+    return result, run_logger, logging_seconds
+
+
+def final_metrics_of(client, run_id: str, result, logging_seconds: float, sink_seconds: float,
+                     iterations: int) -> dict:
+    """metrics/train.json of the run, logged to MLflow at the last iteration. A run resumed from
+    its final checkpoint trained nothing now: it keeps what the attempt that trained it logged."""
+    final_metrics = {
+        "final_loss_smoothed": float(result.loss_smoothed),
+        "train_seconds": float(result.train_seconds),
+        "compile_seconds": float(result.compile_seconds),
+        "logging_seconds": logging_seconds,
+    }
+    if result.resumed_from_step == iterations:
+        logged = client.get_run(run_id).data.metrics
+        if set(final_metrics) <= set(logged):
+            log.info("training had reached iteration %d before: finishing the run", iterations)
+            return {key: logged[key] for key in final_metrics}
+    train_seconds = final_metrics["train_seconds"]
+    log.info("trained in %.1f s (+%.1f s compiling); MLflow logging took %.2f s of it (%.1f%%), "
+             "then %.2f s to flush", train_seconds, result.compile_seconds, logging_seconds,
+             100 * logging_seconds / train_seconds if train_seconds > 0 else 0.0, sink_seconds - logging_seconds)
+    tracking.with_retries(client.log_batch, run_id, metrics=[
+        tracking.Metric(key, value, int(time.time() * 1000), iterations) for key, value in final_metrics.items()])
+    return final_metrics
+
+
+def publish(client, cfg: DictConfig, job: Job, corpus, config, attempt: Attempt, result, run_logger,
+            logging_seconds: float) -> dict:
+    """Everything after the last iteration: final metrics, the model folder (vectors before the
+    figures), the artifacts and, for a Hydra job, the evaluation. attempt.phase names each step."""
+    run_id = attempt.run_id
+    attempt.phase = "logging the final metrics"
+    final_metrics = final_metrics_of(client, run_id, result, logging_seconds, run_logger.sink.seconds,
+                                     config.iterations)
+    experiment_id = client.get_run(run_id).info.experiment_id
+    run_record = {"run_id": run_id, "tracking_uri": tracking.tracking_uri(), "experiment_id": experiment_id}
+    history = run_logger.history
+    if job.dvc_stage:
+        model_dir = project_path(cfg.paths.models)
+        with atomic_directory(model_dir) as folder:
+            write_model_folder(folder, cfg, corpus, result, history, run_record, attempt)
+        attempt.model_dir = model_dir
+        write_dvc_records(project_path(cfg.paths.metrics) / "train.json",
+                          project_path(cfg.paths.plots) / "loss.csv", final_metrics, history)
+    else:
+        model_dir = attempt.model_dir = job.output_dir
+        write_model_folder(model_dir, cfg, corpus, result, history, run_record, attempt)
+        write_dvc_records(model_dir / "train.json", model_dir / "loss.csv", final_metrics, history)
+    attempt.phase = "logging the model folder as artifacts"
+    for name in MODEL_FILES:
+        tracking.with_retries(client.log_artifact, run_id, str(model_dir / name))
+    log.info("model folder %s", model_dir)
+    if not job.dvc_stage:
+        from pipeline.evaluate import evaluate_model_dir
+
+        attempt.phase = "evaluating"
+        evaluate_model_dir(cfg, model_dir, run_id)
+    attempt.phase = "closing the run"
+    return final_metrics
+
+
 def run_training(cfg: DictConfig, job: Job) -> dict:
-    from w2v.checkpoint import clear_checkpoint
+    from w2v.checkpoint import checkpoint_step, clear_checkpoint
     from w2v.corpus import load_corpus
-    from w2v.trainer import DivergenceError, train
 
     processed = project_path(cfg.paths.processed)
     try:
@@ -280,84 +537,20 @@ def run_training(cfg: DictConfig, job: Job) -> dict:
     config = train_config(cfg)
     checkpoint_dir = checkpoint_dir_for(cfg, corpus)
     client = tracking.client()
+    catch_termination()
     with exclusive(checkpoint_dir):
-        run_id, resumed = open_run(client, cfg, job, checkpoint_dir)
-        journal_path = checkpoint_dir / JOURNAL_FILE
-        if not resumed:
-            journal_path.unlink(missing_ok=True)
-        sink = tracking.MetricSink(run_id)
-        run_logger = RunLogger(sink, journal_path, config.iterations, progress_lines=not job.progress_bar)
-        if resumed:
-            backfilled = run_logger.backfill(tracking.logged_steps(client, run_id))
-            log.info("the journal holds %d logged steps; %d of them were missing in MLflow",
-                     len(run_logger.history), backfilled)
-        log.info("MLflow run %s (%s), checkpoints in %s", run_id, tracking.tracking_uri(), checkpoint_dir)
+        attempt = None
         try:
-            result = train(corpus, config, checkpoint_dir=checkpoint_dir, hooks=hooks_for(run_logger),
-                           metadata={"mlflow_run_id": run_id}, progress=job.progress_bar)
-            logging_seconds = sink.seconds  # inside the training loop; the final flush comes after it
-            sink.close()
-        except ValueError as error:  # e.g. an unreadable checkpoint; the message says what to do
-            sink.close()
-            mark_failed(client, run_id, str(error))
-            raise StageError(str(error)) from None
-        except (tracking.TrackingError, MlflowException) as error:
-            sink.close(flush=False)
-            raise StageError(f"logging to the MLflow store {tracking.tracking_uri()} failed "
-                             f"({str(error).splitlines()[0]}); the checkpoint in {checkpoint_dir} is kept: "
-                             f"run the same command again once the store is reachable") from None
-        except DivergenceError as error:
-            sink.close()
-            reason = f"diverged at iteration {error.step}: loss {error.loss}"
-            mark_failed(client, run_id, reason, error.step)
-            raise StageError(f"training {reason}; lower train.lr (now {config.lr}). MLflow run {run_id} is "
-                             f"marked FAILED; the last good checkpoint stays in {checkpoint_dir}") from None
+            with signals_held():  # an interruption now is recorded in the run once it is open
+                run_id, resumed = open_run(client, cfg, job, checkpoint_dir)
+                attempt = Attempt(run_id, checkpoint_dir, last_step=checkpoint_step(checkpoint_dir) or 0)
+            result, run_logger, logging_seconds = train_logged(client, cfg, job, corpus, config, attempt, resumed)
+            final_metrics = publish(client, cfg, job, corpus, config, attempt, result, run_logger, logging_seconds)
+            tracking.with_retries(client.set_terminated, run_id, status="FINISHED")
         except BaseException as error:
-            # a kill or a crash: keep the checkpoint, so the same command resumes into this run
-            try:
-                sink.close(flush=isinstance(error, Exception))
-                status = "FAILED" if isinstance(error, Exception) else "KILLED"
-                tracking.with_retries(client.set_terminated, run_id, status=status)
-            except Exception:
-                pass
-            raise
-        finally:
-            run_logger.close()
-
-        train_seconds = float(result.train_seconds)
-        final_metrics = {
-            "final_loss_smoothed": float(result.loss_smoothed),
-            "train_seconds": train_seconds,
-            "compile_seconds": float(result.compile_seconds),
-            "logging_seconds": logging_seconds,
-        }
-        log.info("trained in %.1f s (+%.1f s compiling); MLflow logging took %.2f s of it (%.1f%%), "
-                 "then %.2f s to flush", train_seconds, result.compile_seconds, logging_seconds,
-                 100 * logging_seconds / train_seconds if train_seconds > 0 else 0.0, sink.seconds - logging_seconds)
-        tracking.with_retries(client.log_batch, run_id, metrics=[
-            tracking.Metric(key, value, int(time.time() * 1000), config.iterations) for key, value in final_metrics.items()])
-
-        experiment_id = client.get_run(run_id).info.experiment_id
-        run_record = {"run_id": run_id, "tracking_uri": tracking.tracking_uri(), "experiment_id": experiment_id}
-        if job.dvc_stage:
-            model_dir = project_path(cfg.paths.models)
-            with atomic_directory(model_dir) as folder:
-                write_model_folder(folder, cfg, corpus, result, run_logger.history, run_record)
-            write_dvc_records(project_path(cfg.paths.metrics) / "train.json",
-                              project_path(cfg.paths.plots) / "loss.csv", final_metrics, run_logger.history)
-        else:
-            model_dir = job.output_dir
-            write_model_folder(model_dir, cfg, corpus, result, run_logger.history, run_record)
-            write_dvc_records(model_dir / "train.json", model_dir / "loss.csv", final_metrics, run_logger.history)
-        for name in MODEL_FILES:
-            tracking.with_retries(client.log_artifact, run_id, str(model_dir / name))
-        log.info("model folder %s", model_dir)
-
-        if not job.dvc_stage:
-            from pipeline.evaluate import evaluate_model_dir
-
-            evaluate_model_dir(cfg, model_dir, run_id)
-        tracking.with_retries(client.set_terminated, run_id, status="FINISHED")
+            if attempt is None:
+                raise
+            raise end_failed_run(client, attempt, error, config) from None
         for name in (RUN_FILE, JOURNAL_FILE):
             (checkpoint_dir / name).unlink(missing_ok=True)
         clear_checkpoint(checkpoint_dir)
@@ -379,6 +572,9 @@ def main(cfg: DictConfig):
     if job.skipped:
         log.info("skipped: with loss=naive_softmax this job duplicates another job of the sweep (train.K is unused)")
         return None
+    if job.finished_run_id:
+        log.info("this job of the sweep finished before, in MLflow run %s: not trained again", job.finished_run_id)
+        return None
     if not job.multirun:
         result = run_job(cfg, job)
         if not job.dvc_stage:  # a run by hand ends with its figures (the DVC stage leaves them to evaluate)
@@ -393,7 +589,31 @@ def main(cfg: DictConfig):
     except StageError as error:
         log.error("error: %s", error)
         return None
+    except Interrupted as interrupted:  # stops the sweep: the launching process says how it ended
+        if interrupted.message:
+            log.warning("%s", interrupted.message)
+        raise
+
+
+def report_interruption(interrupted: KeyboardInterrupt) -> int:
+    """Print the one line of an interrupted run or sweep; returns the exit status (128 + signal)."""
+    from pipeline.sweep import close_interrupted_sweeps
+
+    signum = getattr(interrupted, "signum", signal.SIGINT)
+    message = getattr(interrupted, "message", "") or f"interrupted by {signal.Signals(signum).name}"
+    parents = close_interrupted_sweeps()
+    if parents:
+        message += (f"; the sweep's parent run {', '.join(parents)} is marked KILLED: run the same command "
+                    f"to continue the sweep")
+    elif not getattr(interrupted, "message", ""):
+        message += " before a run started: nothing was changed"
+    print(message, file=sys.stderr)
+    return 128 + signum
 
 
 if __name__ == "__main__":
-    main()
+    catch_termination()
+    try:
+        main()
+    except KeyboardInterrupt as interrupted:
+        sys.exit(report_interruption(interrupted))

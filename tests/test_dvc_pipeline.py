@@ -2,6 +2,7 @@
 composition enabled), the SST files as corpus.url, a few training iterations. `dvc repro`,
 `dvc exp run -S ...` and a queued grid run with `dvc queue start` must all log into the
 repository's own MLflow store (`<repo>/mlflow.db`), also from the queue's temporary copies."""
+import hashlib
 import json
 import os
 import re
@@ -115,9 +116,50 @@ def test_dvc_repro_then_exp_run_then_a_queued_grid_all_log_into_the_workspace_st
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 20
         assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(repo)
     # the temporary copies made no store and no checkpoints of their own; the workspace's
-    # checkpoint folder saw them (their lock files stay, the checkpoints are cleared)
+    # checkpoint folder saw them and is empty again: checkpoints and their locks are cleared
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
-    assert len(list((repo / ".cache" / "checkpoints").glob("*.lock"))) == 4
+    assert (repo / ".cache" / "checkpoints").is_dir()
+    assert list((repo / ".cache" / "checkpoints").iterdir()) == []
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
     assert "final_loss_smoothed" in shown[0]["data"]["metrics"]["metrics/train.json"]["data"]
     assert shown[0]["data"]["params"]["params.yaml"]["data"]["train"]["lr"] == 0.3
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def dvc_fails(repo: Path, *command: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DVC_", "MLFLOW_", "W2V_", "GIT_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(list(command), cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0, done.stdout[-3000:]
+    return done
+
+
+def test_a_failing_stage_leaves_the_previous_outputs_in_place(repo):
+    sh(repo, "dvc", "repro")  # up to date after the test above; builds everything when run alone
+    params = (repo / "params.yaml").read_text()
+    models, raw = digests(repo / "models"), digests(repo / "data" / "raw")
+    assert "vectors.npy" in models and raw
+    runs_before = len(runs_in(repo)[1])
+
+    # a value the train stage would reject: the check stage rejects it before DVC touches models/
+    done = dvc_fails(repo, "dvc", "exp", "run", "-S", "train.window=abc")
+    assert "error: train.window must be an integer >= 1, got 'abc'" in done.stdout + done.stderr
+    assert digests(repo / "models") == models
+    assert len(runs_in(repo)[1]) == runs_before  # no MLflow run was started
+
+    # a corpus that cannot be downloaded (nothing listens on port 9): data/raw stays as it was
+    (repo / "params.yaml").write_text(params)
+    done = dvc_fails(repo, "dvc", "exp", "run", "-S", "corpus.url=http://127.0.0.1:9/sst.zip")
+    assert "127.0.0.1:9" in done.stdout + done.stderr
+    assert digests(repo / "data" / "raw") == raw
+    assert digests(repo / "models") == models
+
+    # and the pipeline still runs from there
+    (repo / "params.yaml").write_text(params)
+    sh(repo, "git", "checkout", "--", "conf")
+    sh(repo, "dvc", "repro")
+    assert digests(repo / "models") == models and digests(repo / "data" / "raw") == raw

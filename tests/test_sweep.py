@@ -1,7 +1,12 @@
 """Hydra multiruns of `python -m pipeline.train -m ...`, sequential and with the joblib launcher,
 into a real SQLite MLflow store: one parent run, one child run per job, full metric histories."""
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
@@ -79,3 +84,65 @@ def test_a_diverging_job_fails_alone_and_the_sweep_exits_non_zero(fixture_corpus
     assert parent.info.status == "FAILED"
     status = {child.data.params["train.lr"]: child.info.status for child in children}
     assert status == {"1000": "FAILED", "0.3": "FINISHED"}  # the second job ran after the first failed
+
+
+def checkpointed_runs(checkpoints: Path) -> list[str]:
+    """The MLflow run ids of the checkpoints in a checkpoint root (a folder may vanish meanwhile)."""
+    run_ids = []
+    for path in checkpoints.rglob("checkpoint.json"):
+        try:
+            run_ids.append(json.loads(path.read_text())["metadata"]["mlflow_run_id"])
+        except (OSError, ValueError, KeyError):
+            pass
+    return run_ids
+
+
+def test_an_interrupted_joblib_sweep_continues_with_the_same_command(fixture_corpus, empty_store, tmp_path):
+    # the two short jobs finish first; the two long ones are interrupted after their first checkpoint
+    command = sweep_command(fixture_corpus, tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                            "train.engine=loop", "train.batch_size=200", "train.checkpoint_every=100",
+                            "train.iterations=100,600", "train.seed=0,1")
+    env = run_env(empty_store)
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    client = MlflowClient(empty_store)
+    deadline = time.monotonic() + 400
+    interrupted = False
+    while time.monotonic() < deadline and process.poll() is None:
+        experiment = client.get_experiment_by_name("w2v")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        finished = {r.info.run_id for r in runs if "mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED"}
+        if len(finished) == 2 and len(set(checkpointed_runs(tmp_path / "checkpoints")) - finished) == 2:
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the launcher and its workers
+            interrupted = True
+            break
+        time.sleep(0.2)
+    stdout, stderr = process.communicate(timeout=120)
+    assert interrupted, stderr[-3000:]
+    assert process.returncode == 130, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(("[", "20"))]
+    assert len(lines) == 1 and "run the same command to continue the sweep" in lines[0], lines
+    client, parent, children = parent_and_children(empty_store)
+    assert parent.info.status == "KILLED"
+    before = {child.data.params["train.iterations"] + "/" + child.data.params["train.seed"]: child
+              for child in children}
+    assert {key: child.info.status for key, child in before.items() if key.startswith("100/")} == {
+        "100/0": "FINISHED", "100/1": "FINISHED"}
+    assert all(child.info.status == "KILLED" for key, child in before.items() if key.startswith("600/"))
+
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert f"continuing the sweep of MLflow parent run {parent.info.run_id}" in output
+    assert output.count("not trained again") == 3  # the sweep's line and one per finished job
+    client, again, children = parent_and_children(empty_store)
+    assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
+    after = {child.data.params["train.iterations"] + "/" + child.data.params["train.seed"]: child
+             for child in children}
+    assert sorted(after) == ["100/0", "100/1", "600/0", "600/1"]  # one run per job, under one parent
+    for key, child in after.items():
+        assert child.info.run_id == before[key].info.run_id and child.info.status == "FINISHED", key
+        iterations = int(key.split("/")[0])
+        assert steps_of(client, child.info.run_id, "loss") == list(range(10, iterations + 1, 10)), key
+    for key in ("100/0", "100/1"):  # not trained again: the run ended when it first did
+        assert after[key].info.end_time == before[key].info.end_time

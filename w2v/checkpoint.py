@@ -113,6 +113,15 @@ def read_checkpoint_metadata(checkpoint_dir) -> dict | None:
     return None if record is None else record["metadata"]
 
 
+def checkpoint_step(checkpoint_dir) -> int | None:
+    """The iteration of the last checkpoint in checkpoint_dir, None if there is none (or it is unreadable)."""
+    try:
+        record = _read_record(Path(checkpoint_dir))
+    except ValueError:
+        return None
+    return None if record is None else int(record["step"])
+
+
 def clear_checkpoint(checkpoint_dir) -> None:
     """Delete the checkpoint (json first, so a kill midway leaves no resumable half) and the folder
     when nothing else is in it. Call it once a finished run's outputs are saved."""
