@@ -17,7 +17,6 @@ the same source, the stage does nothing.
 import errno
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,11 +30,11 @@ from w2v.atomic import atomic_directory
 from w2v.fetch import FetchError, HostUnreachableError, HTTPStatusError, IntegrityError, fetch, verify
 
 from pipeline.common import StageError, project_path, stage
+from pipeline.config import RULES
 
 SOURCE_FILE = "source.json"
 OUTPUT_FILES = {"sst": ("datasetSentences.txt", "datasetSplit.txt"), "text": ("corpus.txt",)}
 _DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def corpus_source(cfg: DictConfig) -> dict:
@@ -47,20 +46,16 @@ def corpus_source(cfg: DictConfig) -> dict:
         source = OmegaConf.to_container(corpus, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as error:
         raise StageError(f"corpus.{error.key} is not set: pass corpus.{error.key}=<path or URL of the corpus file>") from None
-    kind, url = source.get("kind"), source.get("url")
-    if kind not in OUTPUT_FILES:
-        raise StageError(f"corpus.kind must be one of {', '.join(OUTPUT_FILES)}, got {kind!r} (choose corpus=sst or corpus=text)")
-    if not isinstance(url, str) or not url.strip():
-        raise StageError(f"corpus.url must be a URL or a path, got {url!r}")
-    size, sha256 = source.get("size"), source.get("sha256")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise StageError(f"corpus.size must be a byte count or null, got {size!r}")
-    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.match(sha256)):
-        raise StageError(f"corpus.sha256 must be 64 hex digits or null, got {sha256!r}")
+    for key in ("kind", "url", "size", "sha256"):  # the rules of pipeline.config, also for callers without validate
+        problem = RULES[f"corpus.{key}"].problem(source.get(key))
+        if problem is not None:
+            raise StageError(f"corpus.{key} {problem}")
     files = source.get("files") or {}
     for name, digest in files.items():
-        if not (isinstance(digest, str) and _SHA256.match(digest)):
-            raise StageError(f"corpus.files.{name} must be 64 hex digits, got {digest!r}")
+        problem = RULES["corpus.files.*"].problem(digest)
+        if problem is not None:
+            raise StageError(f"corpus.files.{name} {problem}")
+    kind, url, size, sha256 = source["kind"], source["url"], source.get("size"), source.get("sha256")
     return {"kind": kind, "url": url.strip(), "size": size, "sha256": sha256 and sha256.lower(),
             "files": {name: digest.lower() for name, digest in files.items()}}
 
