@@ -165,10 +165,13 @@ def with_machine_settings(cfg: DictConfig) -> DictConfig:
 
 def train_config(cfg: DictConfig, threads: int | None = None) -> TrainConfig:
     """The w2v.trainer.TrainConfig of cfg (train.* plus loss.name); `threads` replaces train.threads
-    (needed while it is "auto"). A value TrainConfig refuses is a StageError naming the conf/ key."""
+    (else "auto" is resolved, resolve_threads). A value TrainConfig refuses is a StageError naming
+    the conf/ key."""
     train = OmegaConf.to_container(cfg.train, resolve=True)
     if threads is not None:
         train["threads"] = threads
+    elif train.get("threads") == AUTO:
+        train["threads"] = resolve_threads(cfg)
     try:
         return TrainConfig(loss=cfg.loss.name, **train)
     except SettingError as error:
