@@ -122,15 +122,19 @@ def validate(cfg: DictConfig) -> None:
 
 
 def resolve_threads(cfg: DictConfig) -> int:
-    """train.threads, with "auto" made a count: 1 where threads change the bits (naive softmax keeps
-    one BLAS thread unless asked), else the CPUs this process may use (its affinity mask, which
-    SLURM and taskset set; at most a submitit job's cpus_per_task) divided by the jobs a joblib
-    launcher runs at once."""
+    """train.threads, with "auto" made a count (auto_threads)."""
     threads = cfg.train.threads
     if threads != AUTO:
         return int(threads)
-    probe = train_config(cfg, threads=1)
-    if threads_change_bits(probe) or probe.engine == "loop":
+    return auto_threads(train_config(cfg, threads=1))
+
+
+def auto_threads(config: TrainConfig) -> int:
+    """What train.threads=auto means for `config`: 1 where threads change the bits (naive softmax
+    keeps one BLAS thread unless asked) or are ignored (the loop engine), else the CPUs this
+    process may use (its affinity mask, which SLURM and taskset set) divided by the jobs of its
+    sweep that run at once on them (a joblib launcher's n_jobs; submitit's cpus_per_task)."""
+    if threads_change_bits(config) or config.engine == "loop":
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cpus // _parallel_jobs(cpus))

@@ -249,3 +249,24 @@ def test_a_sweep_with_a_bad_job_stops_before_any_job_starts(tmp_path, sweep, job
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "mlflow.db").exists()
     assert not list((tmp_path / "sweep").glob("[0-9]*"))
+
+
+def test_checkpoint_hash_leaves_out_threads_for_negative_sampling_only():
+    from pipeline.config import training_fingerprint, with_machine_settings
+
+    def fingerprint(*overrides):
+        return training_fingerprint(with_machine_settings(composed(*overrides)), "data")
+
+    assert fingerprint("train.threads=1") == fingerprint("train.threads=2") == fingerprint()
+    assert fingerprint("loss=naive_softmax", "train.threads=1") != fingerprint("loss=naive_softmax", "train.threads=2")
+    assert fingerprint("loss=naive_softmax") == fingerprint("loss=naive_softmax", "train.threads=1")
+
+
+def test_auto_settings_resolve_to_what_the_run_uses():
+    from pipeline.config import with_machine_settings
+
+    cfg = with_machine_settings(composed())
+    assert cfg.train.threads == len(os.sched_getaffinity(0)) and cfg.train.dtype == "float32"
+    cfg = with_machine_settings(composed("loss=naive_softmax"))
+    assert (cfg.train.threads, cfg.train.dtype) == (1, "float64")
+    assert with_machine_settings(composed("train.threads=3")).train.threads == 3
