@@ -80,7 +80,7 @@ def _leaves(node: dict, prefix: str = ""):
 
 def _unknown_key_error(key: str) -> StageError:
     section = key.rsplit(".", 1)[0] if "." in key else ""
-    siblings = sorted(k for k in RULES if k.startswith(f"{section}.") and "*" not in k) if section else []
+    siblings = sorted(k for k in RULES if k.rsplit(".", 1)[0] == section and "*" not in k) if section else []
     close = difflib.get_close_matches(key, [k for k in RULES if "*" not in k], n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
     known = f" (the keys of {section}: {', '.join(k.rsplit('.', 1)[1] for k in siblings)})" if siblings else ""
