@@ -16,8 +16,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# dvc repro does not compose conf/, so bring params.yaml up to date first
-# (with optional Hydra overrides: make repro OVERRIDES="corpus.url=../shared/data/stanfordSentimentTreebank").
+# dvc repro does not compose conf/, so bring params.yaml up to date first: conf/ plus your
+# git-ignored conf/local/local.yaml (README: Local settings), plus one-off Hydra overrides
+# (make repro OVERRIDES="train.lr=0.1"). The working params.yaml then holds them, as after
+# `dvc exp run -S`; the committed one is conf/ alone (python -m pipeline.params --without-local).
 params: $(STAMP)
 	$(BIN)/python -m pipeline.params $(OVERRIDES)
 

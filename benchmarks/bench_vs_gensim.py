@@ -9,9 +9,10 @@ files), the same dimension, window (m = 5, each window's size uniform in 1..m), 
 from unigram^0.75 of the corpus counts, the same subsampling (the assignment's keep probability
 min(1, sqrt(t / count)), t = 1e-5 x total count) and the same number of centre words:
 
-- this project: w2v.trainer.train, batch 500 windows, on 2 threads (train.threads = 2, as
-  gensim's 2 workers; bit-identical to 1 thread), vectors stored in float32 as gensim's
-  (train.dtype; --dtypes float32 float64 for both), with two step sizes (--lrs): 3.0, the classic
+- this project: w2v.trainer.train, batch 500 windows, with conf/'s defaults train.threads=auto
+  (all CPUs of this process for a run alone; bit-identical to 1 thread; --threads 2 1 for others)
+  and train.dtype=auto (float32 storage for negative sampling, as gensim's; --dtypes float32
+  float64 for others), with two step sizes (--lrs): 3.0, the classic
   0.3 per 50 windows scaled with the batch size (the same step per window as the assignment's run,
   see README "Benchmarks"), and 60, the largest of the step sizes tried on SST that does not
   diverge (120 does); each with two schedules (--schedules): "linear" (decaying to 0 over the run
@@ -41,6 +42,8 @@ from w2v.readers import read_sst
 from w2v.sampling import Minibatch, NegativeTable, build_sentence_pool, fill_minibatch, training_streams
 from w2v.trainer import TrainConfig, train
 
+from pipeline.config import AUTO, auto_threads
+
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSED = ROOT / "data" / "processed"
 SST = ROOT.parent / "shared" / "data" / "stanfordSentimentTreebank"
@@ -62,7 +65,13 @@ def spearman(words, vectors):
     return word_similarity(kv, WORDSIM353).spearman, word_similarity(kv, SIMLEX999).spearman
 
 
-def run_ours(corpus, dim, seed, windows, threads, schedule, dtype="float32", lr=LR):
+def resolved_threads(threads: str) -> int:
+    """--threads as train.threads: "auto" resolves as in a run of the pipeline alone."""
+    return auto_threads(TrainConfig(batch_size=BATCH)) if threads == AUTO else int(threads)
+
+
+def run_ours(corpus, dim, seed, windows, threads, schedule, dtype="auto", lr=LR):
+    threads = resolved_threads(threads)
     iterations = windows // BATCH
     config = TrainConfig(dim=dim, window=WINDOW, K=K, lr=lr, lr_schedule=schedule, batch_size=BATCH,
                          iterations=iterations, anneal_every=max(iterations // 2, 1),
@@ -118,7 +127,7 @@ def summarise(name, runs):
     speed = statistics.median(r["words"] / r["loop_seconds"] for r in runs)
     cpu_speed = statistics.median(r["words"] / r["cpu"] for r in runs)
     wall = statistics.median(r["wall"] for r in runs)
-    print(f"  {name:24s} {speed:12,.0f} {cpu_speed:14,.0f} {wall:9.1f}   {mean_spread([r['ws353'] for r in runs]):15s} "
+    print(f"  {name:38s} {speed:12,.0f} {cpu_speed:14,.0f} {wall:9.1f}   {mean_spread([r['ws353'] for r in runs]):15s} "
           f"{mean_spread([r['simlex'] for r in runs]):15s} {runs[0]['words']:>10,}")
     return {"speed": speed, "cpu_speed": cpu_speed, "wall": wall,
             "ws353": statistics.mean(r["ws353"] for r in runs)}
@@ -191,45 +200,47 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--windows", type=int, default=CLASSIC_WINDOWS,
                         help="centre words per run (default: the classic 40,000 x 50)")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="this trainer's train.threads (default 2, as gensim's workers)")
+    parser.add_argument("--threads", nargs="+", default=[AUTO],
+                        help="this trainer's train.threads: auto (conf/'s default) or counts")
     parser.add_argument("--lrs", type=float, nargs="+", default=[LR, 60.0], help="this trainer's train.lr(s)")
     parser.add_argument("--schedules", nargs="+", default=["linear", "step"],
                         choices=["linear", "step"], help="this trainer's train.lr_schedule(s)")
-    parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "float64"],
-                        help="this trainer's train.dtype(s)")
+    parser.add_argument("--dtypes", nargs="+", default=[AUTO], choices=[AUTO, "float32", "float64"],
+                        help="this trainer's train.dtype(s): auto (conf/'s default: float32 here) or a dtype")
     parser.add_argument("--profile", action="store_true")
     options = parser.parse_args()
     windows = options.windows // BATCH * BATCH
     corpus, source = load()
     print(f"corpus {source}: {corpus.vocab_size:,} words, {len(corpus.training_sentences()[0]):,} training tokens; "
           f"{windows:,} centre words per run; window {WINDOW}, K {K}; ours: batch {BATCH}, "
-          f"threads {options.threads}; gensim: workers 2, alpha 0.025 -> 0.0001; {options.seeds} seeds")
+          f"threads {' '.join(f'{t} ({resolved_threads(t)})' for t in options.threads)}; "
+          f"gensim: workers 2, alpha 0.025 -> 0.0001; {options.seeds} seeds")
     start = time.perf_counter()
     for dtype in options.dtypes:
-        train(corpus, TrainConfig(iterations=1, batch_size=BATCH, log_every=1, checkpoint_every=1,
-                                  threads=options.threads, dtype=dtype))
+        for threads in options.threads:
+            train(corpus, TrainConfig(iterations=1, batch_size=BATCH, log_every=1, checkpoint_every=1,
+                                      threads=resolved_threads(threads), dtype=dtype))
     print(f"this trainer's start-up (numba loading its compiled kernels, once per process): "
           f"{time.perf_counter() - start:.1f} s, left out of the figures below")
-    variants = [(lr, schedule, dtype) for lr in options.lrs for schedule in options.schedules
-                for dtype in options.dtypes]
+    variants = [(lr, schedule, dtype, threads) for lr in options.lrs for schedule in options.schedules
+                for dtype in options.dtypes for threads in options.threads]
     for dim in options.dims:
         runs = {variant: [] for variant in variants}
         runs["gensim"] = []
         for seed in range(options.seeds):
             for variant in variants:
-                runs[variant].append(run_ours(corpus, dim, seed, windows, options.threads, variant[1],
+                runs[variant].append(run_ours(corpus, dim, seed, windows, variant[3], variant[1],
                                               variant[2], variant[0]))
             runs["gensim"].append(run_gensim(corpus, dim, seed, windows))
-        print(f"\ndim {dim}:  {'':24s} {'words/s':>12s} {'words/CPU-s':>14s} {'wall s':>9s}   "
+        print(f"\ndim {dim}:  {'':38s} {'words/s':>12s} {'words/CPU-s':>14s} {'wall s':>9s}   "
               f"{'WS353':15s} {'SimLex':15s} {'words':>10s}")
         figures = {variant: summarise("gensim" if variant == "gensim" else
-                                      f"ours lr {variant[0]:g} {variant[1]} {variant[2]}", variant_runs)
+                                      f"ours lr {variant[0]:g} {variant[1]} {variant[2]} t{variant[3]}", variant_runs)
                    for variant, variant_runs in runs.items()}
         theirs = figures.pop("gensim")
         print(f"  gensim: {1e9 / theirs['cpu_speed']:.0f} CPU-ns per centre word (all its threads)")
-        for (lr, schedule, dtype), ours in figures.items():
-            print(f"  ratio ours (lr {lr:g} {schedule} {dtype})/gensim: throughput "
+        for (lr, schedule, dtype, threads), ours in figures.items():
+            print(f"  ratio ours (lr {lr:g} {schedule} dtype {dtype} threads {threads})/gensim: throughput "
                   f"{ours['speed'] / theirs['speed']:.2f} (per CPU-second {ours['cpu_speed'] / theirs['cpu_speed']:.2f}), "
                   f"wall {ours['wall'] / theirs['wall']:.2f}, WS353 {ours['ws353'] - theirs['ws353']:+.3f} "
                   f"(difference of means)")
@@ -237,7 +248,7 @@ def main():
         print(f"\nwhere this trainer's time goes (wall time, medians over 300 minibatches of {BATCH}):")
         for dim in options.dims:
             for dtype in options.dtypes:
-                profile(corpus, dim, dtype)
+                profile(corpus, dim, "float32" if dtype == AUTO else dtype)
 
 
 if __name__ == "__main__":

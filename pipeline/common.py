@@ -33,11 +33,15 @@ def project_path(path: str | Path) -> Path:
 
 
 def stage(task):
-    """Make `task(cfg)` a Hydra app on conf/config.yaml that reports StageError as one line."""
+    """Make `task(cfg)` a Hydra app on conf/config.yaml that checks the whole configuration first
+    (pipeline.config.validate) and reports StageError as one line."""
 
     @functools.wraps(task)
     def run(cfg: DictConfig):
+        from pipeline.config import validate  # imports w2v; keep `import pipeline.common` light
+
         try:
+            validate(cfg)
             return task(cfg)
         except StageError as error:
             print(f"error: {error}", file=sys.stderr)

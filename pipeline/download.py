@@ -17,7 +17,6 @@ the same source, the stage does nothing.
 import errno
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,11 +30,11 @@ from w2v.atomic import atomic_directory
 from w2v.fetch import FetchError, HostUnreachableError, HTTPStatusError, IntegrityError, fetch, verify
 
 from pipeline.common import StageError, project_path, stage
+from pipeline.config import RULES
 
 SOURCE_FILE = "source.json"
 OUTPUT_FILES = {"sst": ("datasetSentences.txt", "datasetSplit.txt"), "text": ("corpus.txt",)}
 _DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def corpus_source(cfg: DictConfig) -> dict:
@@ -48,25 +47,26 @@ def corpus_source(cfg: DictConfig) -> dict:
     except MissingMandatoryValue as error:
         raise StageError(f"corpus.{error.key} is not set: pass corpus.{error.key}=<path or URL of the corpus file>") from None
     kind = source.get("kind")
-    if kind not in OUTPUT_FILES:
-        raise StageError(f"corpus.kind must be one of {', '.join(OUTPUT_FILES)}, got {kind!r} (choose corpus=sst or corpus=text)")
+    problem = RULES["corpus.kind"].problem(kind)
+    if problem is not None:
+        raise StageError(f"corpus.kind {problem} (choose corpus=sst or corpus=text)")
     return {"kind": kind, **checked_source(source, "corpus")}
 
 
 def checked_source(source: dict, key: str) -> dict:
     """url, size, sha256 and files of the download settings `source` (the config section `key`),
-    checked and normalised (lowercase digests)."""
-    url, size, sha256 = source.get("url"), source.get("size"), source.get("sha256")
-    if not isinstance(url, str) or not url.strip():
-        raise StageError(f"{key}.url must be a URL or a path, got {url!r}")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise StageError(f"{key}.size must be a byte count or null, got {size!r}")
-    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.match(sha256)):
-        raise StageError(f"{key}.sha256 must be 64 hex digits or null, got {sha256!r}")
+    checked by the rules of pipeline.config (also for callers without validate) and normalised
+    (lowercase digests)."""
+    for name in ("url", "size", "sha256"):
+        problem = RULES[f"{key}.{name}"].problem(source.get(name))
+        if problem is not None:
+            raise StageError(f"{key}.{name} {problem}")
     files = source.get("files") or {}
     for name, digest in files.items():
-        if not (isinstance(digest, str) and _SHA256.match(digest)):
-            raise StageError(f"{key}.files.{name} must be 64 hex digits, got {digest!r}")
+        problem = RULES[f"{key}.files.*"].problem(digest)
+        if problem is not None:
+            raise StageError(f"{key}.files.{name} {problem}")
+    url, size, sha256 = source["url"], source.get("size"), source.get("sha256")
     return {"url": url.strip(), "size": size, "sha256": sha256 and sha256.lower(),
             "files": {name: digest.lower() for name, digest in files.items()}}
 

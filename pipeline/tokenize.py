@@ -17,31 +17,16 @@ import time
 from omegaconf import DictConfig
 
 from w2v.atomic import atomic_write_text
-from w2v.corpus import TRAIN_ON, corpus_stats, save_corpus
+from w2v.corpus import corpus_stats, save_corpus
 from w2v.readers import SENTENCES_FILE, SPLIT_FILE, CorpusFileError, read_sst, read_text
 
 from pipeline.common import StageError, project_path, stage
+from pipeline.config import CORPUS_READING_KEYS
 
 STATS_FILE = "stats.json"
 METRICS_FILE = "corpus.json"  # in paths.metrics: the headline DVC shows
 HEADLINE_STATS = ("vocab_size", "counted_tokens")
 TEXT_FILE = "corpus.txt"  # the download stage's name for a corpus=text file
-
-
-def check_corpus_settings(cfg: DictConfig) -> None:
-    """Raise StageError naming the first invalid corpus.* reading setting."""
-    corpus = cfg.get("corpus")
-    if corpus is None:
-        raise StageError("the configuration has no corpus section; run on conf/ or params.yaml")
-    if corpus.get("kind") not in ("sst", "text"):
-        raise StageError(f"corpus.kind must be sst or text, got {corpus.get('kind')!r} (choose corpus=sst or corpus=text)")
-    if not isinstance(corpus.get("fix_encoding"), bool):
-        raise StageError(f"corpus.fix_encoding must be true or false, got {corpus.get('fix_encoding')!r}")
-    if corpus.get("train_on") not in TRAIN_ON:
-        raise StageError(f"corpus.train_on must be one of {', '.join(TRAIN_ON)}, got {corpus.get('train_on')!r}")
-    min_count = corpus.get("min_count")
-    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-        raise StageError(f"corpus.min_count must be an integer >= 1, got {min_count!r}")
 
 
 def read_corpus(cfg: DictConfig):
@@ -65,11 +50,10 @@ def read_corpus(cfg: DictConfig):
 
 @stage
 def main(cfg: DictConfig) -> None:
-    check_corpus_settings(cfg)
     start = time.perf_counter()
     corpus = read_corpus(cfg)
     processed = project_path(cfg.paths.processed)
-    save_corpus(corpus, processed)
+    save_corpus(corpus, processed, settings={key: cfg.corpus[key] for key in CORPUS_READING_KEYS})
     stats = corpus_stats(corpus)
     atomic_write_text(processed / STATS_FILE, json.dumps(stats, indent=2) + "\n")
     headline = {key: stats[key] for key in HEADLINE_STATS}

@@ -42,7 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import tracking
 from pipeline.common import PROJECT_ROOT, StageError, project_path, stage
-from pipeline.config import train_config, training_fingerprint, validate
+from pipeline.config import check_processed_corpus, train_config, training_fingerprint, with_machine_settings
 from w2v.atomic import atomic_directory, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -526,14 +526,16 @@ def publish(client, cfg: DictConfig, job: Job, corpus, config, attempt: Attempt,
 
 def run_training(cfg: DictConfig, job: Job) -> dict:
     from w2v.checkpoint import checkpoint_step, clear_checkpoint
-    from w2v.corpus import load_corpus
+    from w2v.corpus import corpus_settings, load_corpus
 
     processed = project_path(cfg.paths.processed)
     try:
         corpus = load_corpus(processed)
+        recorded = corpus_settings(processed)
     except (OSError, ValueError) as error:
         raise StageError(f"cannot read the processed corpus in {processed} ({error}): run `dvc repro tokenize` "
                          f"or `python -m pipeline.tokenize` first") from None
+    check_processed_corpus(cfg, recorded or {"train_on": corpus.train_on}, processed)
     config = train_config(cfg)
     checkpoint_dir = checkpoint_dir_for(cfg, corpus)
     client = tracking.client()
@@ -566,8 +568,8 @@ def run_job(cfg: DictConfig, job: Job) -> dict:
 
 
 @stage
-def main(cfg: DictConfig):
-    validate(cfg)
+def main(cfg: DictConfig):  # `stage` has validated cfg
+    cfg = with_machine_settings(cfg)  # train.threads=auto, train.dtype=auto: what this run uses
     job = describe_job(cfg)
     if job.skipped:
         log.info("skipped: with loss=naive_softmax this job duplicates another job of the sweep (train.K is unused)")

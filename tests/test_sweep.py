@@ -146,3 +146,30 @@ def test_an_interrupted_joblib_sweep_continues_with_the_same_command(fixture_cor
         assert steps_of(client, child.info.run_id, "loss") == list(range(10, iterations + 1, 10)), key
     for key in ("100/0", "100/1"):  # not trained again: the run ended when it first did
         assert after[key].info.end_time == before[key].info.end_time
+
+
+def test_threads_auto_shares_the_cpus_between_parallel_joblib_jobs(fixture_corpus, empty_store, tmp_path):
+    """train.threads=auto: a joblib job gets the CPUs divided by n_jobs, a sequential job all of them;
+    naive softmax keeps one (BLAS) thread. The logged param is the count used."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0))
+    command = sweep_command(fixture_corpus, tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                            "train.iterations=40", "loss=neg_sampling,naive_softmax")
+    done = subprocess.run(command, cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _, _, children = parent_and_children(empty_store)
+    threads = {child.data.params["loss.name"]: child.data.params["train.threads"] for child in children}
+    assert threads == {"neg_sampling": str(max(1, cpus // 2)), "naive_softmax": "1"}
+    dtypes = {child.data.params["loss.name"]: child.data.params["train.dtype"] for child in children}
+    assert dtypes == {"neg_sampling": "float32", "naive_softmax": "float64"}
+
+
+def test_threads_auto_in_a_sequential_sweep_uses_every_cpu(fixture_corpus, empty_store, tmp_path):
+    import os
+
+    command = sweep_command(fixture_corpus, tmp_path, "train.iterations=40", "train.seed=0,1")
+    done = subprocess.run(command, cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _, _, children = parent_and_children(empty_store)
+    assert {child.data.params["train.threads"] for child in children} == {str(len(os.sched_getaffinity(0)))}

@@ -134,8 +134,9 @@ def test_killed_run_resumes_into_the_same_run_with_every_step_once(fixture_corpu
 
 
 def test_diverging_run_is_marked_failed_and_keeps_its_last_good_checkpoint(fixture_corpus, empty_store, tmp_path):
+    # float64: its vectors overflow later (iteration 80) than float32's (13), after a checkpoint
     command = train_command(fixture_corpus, tmp_path, "train.iterations=300", "train.checkpoint_every=20",
-                            "train.lr=1000")
+                            "train.lr=1000", "train.dtype=float64")
     done = subprocess.run(command, cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
@@ -211,3 +212,42 @@ def test_svd_projection_is_the_assignments_and_plots_are_pngs(tmp_path):
     plot_loss(tmp_path / "loss.png", [10, 20, 30], [3.0, 2.0, 2.5], [3.0, 2.95, 2.93])
     for name in ("word_vectors.png", "loss.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_corpus_settings_that_contradict_the_processed_corpus_are_refused(empty_store, tmp_path):
+    """Train logs the corpus settings its vectors came from: an override that the processed corpus
+    was not built with is one line saying to tokenize again, and opens no run."""
+    rng = np.random.default_rng(0)
+    words = VISUALIZE_WORDS + [f"w{i}" for i in range(40)]
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "corpus.txt").write_text(
+        "\n".join(" ".join(rng.choice(words, size=8)) for _ in range(300)) + "\n", encoding="utf-8")
+    processed = tmp_path / "processed"
+    corpus_args = ["corpus=text", "corpus.min_count=1"]
+    tokenize = subprocess.run([sys.executable, "-m", "pipeline.tokenize", *corpus_args, f"paths.raw={tmp_path / 'raw'}",
+                               f"paths.processed={processed}", f"hydra.run.dir={tmp_path / 'tok'}"],
+                              cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
+    assert tokenize.returncode == 0, tokenize.stderr[-3000:]
+
+    refused = subprocess.run(train_command(processed, tmp_path, "corpus=text", "corpus.min_count=5",
+                                           "train.iterations=40"),
+                             cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"error: corpus.min_count=5, but the processed corpus in {processed} was built with corpus.min_count=1: "
+        f"rerun tokenize with it first (python -m pipeline.tokenize corpus.min_count=5, or dvc exp run -S "
+        f"corpus.min_count=...), or drop the override"]
+    assert MlflowClient(empty_store).get_experiment_by_name("w2v") is None  # no run, not even its experiment
+    for override in ("corpus=sst", "corpus.train_on=train"):
+        other = subprocess.run(train_command(processed, tmp_path, *corpus_args, override, "train.iterations=40"),
+                               cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
+        assert other.returncode == 1 and "rerun tokenize" in other.stderr, other.stderr[-2000:]
+
+    done = subprocess.run(train_command(processed, tmp_path, *corpus_args, "train.iterations=40"),
+                          cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _, run = the_only_run(empty_store)
+    params = run.data.params
+    assert (params["corpus.kind"], params["corpus.min_count"], params["corpus.train_on"]) == ("text", "1", "all")
+    # threads and dtype "auto" are logged as what this run used
+    assert params["train.dtype"] == "float32" and int(params["train.threads"]) >= 1

@@ -390,3 +390,34 @@ def test_progress_bar_on_a_terminal_only(tmp_path):
     on_terminal = run(True)
     assert "train" in on_terminal and "200/200" in on_terminal and "loss=" in on_terminal
     assert run(False) == ""   # no bar into a log file
+
+
+def test_dtype_auto_is_float32_for_batched_negative_sampling_and_float64_elsewhere():
+    assert TrainConfig(dtype="auto").dtype == "float32"
+    assert TrainConfig(dtype="auto", loss="naive_softmax").dtype == "float64"
+    assert TrainConfig(dtype="auto", engine="loop").dtype == "float64"
+
+
+def test_invalid_fields_raise_a_setting_error_naming_the_field():
+    from w2v.rules import SettingError
+
+    with pytest.raises(SettingError) as raised:
+        TrainConfig(lr=float("inf"))
+    assert (raised.value.name, str(raised.value)) == ("lr", "lr must be a finite number > 0, got inf")
+
+
+def test_negative_sampling_fingerprint_leaves_out_threads_naive_softmax_keeps_them(corpus):
+    def fingerprint(**changes):
+        return config_fingerprint(TrainConfig(**{**SMALL, **changes}), corpus)
+
+    assert fingerprint(threads=1) == fingerprint(threads=2)
+    assert fingerprint(loss="naive_softmax", threads=1) != fingerprint(loss="naive_softmax", threads=2)
+
+
+def test_a_negative_sampling_checkpoint_resumes_with_another_thread_count(corpus, tmp_path):
+    config = {**SMALL, "iterations": 100, "dtype": "float32", "batch_size": 40}
+    uninterrupted = train(corpus, TrainConfig(**config, threads=1))
+    train(corpus, TrainConfig(**{**config, "iterations": 50}, threads=2), checkpoint_dir=tmp_path)
+    rest = train(corpus, TrainConfig(**config, threads=1), checkpoint_dir=tmp_path)
+    assert rest.resumed_from_step == 50
+    assert np.array_equal(rest.center_vectors, uninterrupted.center_vectors)

@@ -34,6 +34,7 @@ TRAIN_ON = ("all", "train")
 SUBSAMPLING_THRESHOLD = 1e-5  # t = 1e-5 * total count, as in Mikolov et al. (2013)
 VOCAB_FILE, TOKENS_FILE, OFFSETS_FILE, SPLIT_FILE = "vocab.parquet", "tokens.npy", "offsets.npy", "split.npy"
 _TRAIN_ON_METADATA_KEY = b"w2v.train_on"
+_SETTINGS_METADATA_KEY = b"w2v.settings"  # how the corpus was read (the caller's JSON-able dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,19 +247,34 @@ def corpus_stats(corpus: Corpus) -> dict:
     return stats
 
 
-def save_corpus(corpus: Corpus, directory: str | os.PathLike) -> None:
-    """Write vocab.parquet, tokens.npy, offsets.npy and split.npy into `directory`, each atomically."""
+def save_corpus(corpus: Corpus, directory: str | os.PathLike, settings: dict | None = None) -> None:
+    """Write vocab.parquet, tokens.npy, offsets.npy and split.npy into `directory`, each atomically.
+
+    settings: JSON-able, how the corpus was read (e.g. {"min_count": 5}); stored in vocab.parquet's
+    metadata and returned by `corpus_settings`, so a consumer can tell what it is reading.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(vocabulary_table(corpus), preserve_index=False)
     metadata = dict(table.schema.metadata or {})
     metadata[_TRAIN_ON_METADATA_KEY] = json.dumps(corpus.train_on).encode()
+    if settings is not None:
+        metadata[_SETTINGS_METADATA_KEY] = json.dumps(settings, sort_keys=True).encode()
     table = table.replace_schema_metadata(metadata)
     with atomic_path(directory / VOCAB_FILE) as tmp:
         pq.write_table(table, tmp)
     for name, array in ((TOKENS_FILE, corpus.tokens), (OFFSETS_FILE, corpus.offsets), (SPLIT_FILE, corpus.split)):
         with atomic_path(directory / name, suffix=".npy") as tmp:
             np.save(tmp, array)
+
+
+def corpus_settings(directory: str | os.PathLike) -> dict | None:
+    """The `settings` save_corpus stored in `directory`, plus train_on; None when it stored none."""
+    metadata = pq.read_schema(Path(directory) / VOCAB_FILE).metadata or {}
+    if _SETTINGS_METADATA_KEY not in metadata:
+        return None
+    return {**json.loads(metadata[_SETTINGS_METADATA_KEY]),
+            "train_on": json.loads(metadata.get(_TRAIN_ON_METADATA_KEY, b'"all"'))}
 
 
 def load_corpus(directory: str | os.PathLike) -> Corpus:

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from w2v.corpus import DEV, TEST, TRAIN, Corpus, assemble_corpus
 
+CORPUS_KINDS = ("sst", "text")  # read_sst, read_text
 SENTENCES_FILE = "datasetSentences.txt"
 SPLIT_FILE = "datasetSplit.txt"
 CHUNK_BYTES = 1 << 22

@@ -22,7 +22,6 @@
 """
 import hashlib
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -34,12 +33,23 @@ from threadpoolctl import threadpool_limits
 from w2v.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from w2v.engines import ENGINES
 from w2v.engines.batched import window_loss_sum
+from w2v.losses import LOSSES
+from w2v.rules import Choice, Integer, Positive, SettingError
 from w2v.sampling import NegativeTable, build_sentence_pool, training_streams
 
-LOSSES = ("naive_softmax", "neg_sampling")
 LR_SCHEDULES = ("step", "linear")
-DTYPES = ("float64", "float32")
+DTYPES = ("float64", "float32")  # "auto" picks one of them: see auto_dtype
 LINEAR_FLOOR = 1e-4  # the linear schedule never goes below lr * LINEAR_FLOOR (word2vec's floor)
+
+
+# The allowed values of every TrainConfig field; conf/'s train.* and loss.name use these very rules.
+TRAIN_RULES = {
+    "loss": Choice(LOSSES), "dim": Integer(1), "window": Integer(1), "K": Integer(1), "lr": Positive(),
+    "lr_schedule": Choice(LR_SCHEDULES), "iterations": Integer(1), "batch_size": Integer(1),
+    "anneal_every": Integer(1), "checkpoint_every": Integer(1), "log_every": Integer(1),
+    "engine": Choice(ENGINES), "seed": Integer(0), "pool_copies": Integer(1), "threads": Integer(1),
+    "dtype": Choice(DTYPES + ("auto",)),
+}
 
 
 @dataclass(frozen=True)
@@ -57,8 +67,11 @@ class TrainConfig:
     naive softmax, BLAS threads for its matrix products (1, the default, is bit-reproducible;
     more may change the last bits from run to run and rarely pays on a shared 2-core machine).
     The loop engine ignores it.
-    dtype: "float64" | "float32", how the vectors are stored while training; float32 (negative
-    sampling with the batched engine only) halves their memory traffic, as gensim does.
+    dtype: "float64" | "float32" | "auto", how the vectors are stored while training; float32
+    (negative sampling with the batched engine only) halves their memory traffic, as gensim does;
+    "auto" becomes float32 there and float64 elsewhere (see auto_dtype).
+    Invalid values raise w2v.rules.SettingError (a ValueError) naming the field; TRAIN_RULES
+    states what each field allows.
     """
     loss: str = "neg_sampling"
     dim: int = 10
@@ -78,32 +91,23 @@ class TrainConfig:
     dtype: str = "float64"
 
     def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
-                             f"got {self.lr_schedule!r}")
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        for name, rule in TRAIN_RULES.items():
+            rule.check(name, getattr(self, name))
+        if self.dtype == "auto":
+            object.__setattr__(self, "dtype", auto_dtype(self.loss, self.engine))
         if self.dtype == "float32" and (self.loss, self.engine) != ("neg_sampling", "batched"):
-            raise ValueError(f"dtype float32 is for loss neg_sampling with engine batched, got loss "
-                             f"{self.loss} with engine {self.engine}; use dtype float64")
-        for name in ("dim", "window", "K", "iterations", "batch_size", "anneal_every",
-                     "checkpoint_every", "log_every", "pool_copies", "threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) \
-                or not math.isfinite(self.lr) or self.lr <= 0:
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+            raise SettingError("dtype", f"float32 is for loss neg_sampling with engine batched, got loss "
+                                        f"{self.loss} with engine {self.engine}; use dtype float64 or auto")
         for field in fields(self):  # plain Python values: hashable, JSON-able, equal across sources
             value = getattr(self, field.name)
             object.__setattr__(self, field.name, float(value) if field.name == "lr"
                                else value if isinstance(value, str) else int(value))
+
+
+def auto_dtype(loss: str, engine: str) -> str:
+    """dtype "auto": float32 where the kernels store vectors in single precision (negative sampling,
+    batched engine; as gensim trains), float64 elsewhere."""
+    return "float32" if (loss, engine) == ("neg_sampling", "batched") else "float64"
 
 
 @dataclass
@@ -151,11 +155,14 @@ class TrainResult:
 
 def config_fingerprint(config: TrainConfig, corpus) -> str:
     """sha256 of everything that shapes the training trajectory: the config except
-    checkpoint_every and, with the step schedule, iterations (a longer run passes through the same
-    states; the linear schedule's steps depend on it), and the training sentences and counts of
-    the corpus."""
+    checkpoint_every, threads where they do not change the bits (negative sampling, and the loop
+    engine, which ignores them), and, with the step schedule, iterations (a longer run passes
+    through the same states; the linear schedule's steps depend on it), and the training
+    sentences and counts of the corpus."""
     settings = asdict(config)
     del settings["checkpoint_every"]
+    if not threads_change_bits(config):
+        del settings["threads"]
     if config.lr_schedule == "step":
         del settings["iterations"]
     tokens, offsets = corpus.training_sentences()
@@ -164,6 +171,12 @@ def config_fingerprint(config: TrainConfig, corpus) -> str:
                   np.asarray(corpus.counts, np.int64)):
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
+
+
+def threads_change_bits(config: TrainConfig) -> bool:
+    """Whether the thread count can change the trained vectors: only naive softmax's BLAS products
+    on the batched engine (negative sampling gives the same bits for any count)."""
+    return config.loss == "naive_softmax" and config.engine == "batched"
 
 
 def learning_rate(config: TrainConfig, iteration):
@@ -319,12 +332,8 @@ def held_out_loss(corpus_tokens, corpus_offsets, center_vectors, outside_vectors
     neg_weight, i.e. Corpus.neg_weight = counts^0.75) come from numpy.random.default_rng(seed).
     NaN when there is no window.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    if isinstance(window, bool) or int(window) != window or window < 1:
-        raise ValueError(f"window must be an integer >= 1, got {window!r}")
-    if isinstance(K, bool) or int(K) != K or K < 1:
-        raise ValueError(f"K must be an integer >= 1, got {K!r}")
+    for name, value in (("loss", loss), ("window", window), ("K", K)):
+        TRAIN_RULES[name].check(name, value)
     center_vectors = np.ascontiguousarray(center_vectors, dtype=np.float64)
     outside_vectors = np.ascontiguousarray(outside_vectors, dtype=np.float64)
     if center_vectors.ndim != 2 or center_vectors.shape != outside_vectors.shape:

@@ -50,10 +50,10 @@ import numpy as np
 from numba import njit, prange
 
 from w2v.engines.prefetch import prefetch_row
+from w2v.losses import LOSSES
 from w2v.sampling import (Minibatch, NegativeTable, SentencePool, as_streams, draw_negative,
                           fill_minibatch, fill_windows, stream_windows)
 
-LOSSES = ("naive_softmax", "neg_sampling")
 # fast-math for the per-pair loops (dot products, axpys): reassociation lets the dot product's sum
 # use SIMD lanes, contraction fuses multiply-adds. Not nnan/ninf: divergence is detected by the
 # NaN/inf the loss becomes. The code (and so the rounding) is fixed per machine, so a seed still

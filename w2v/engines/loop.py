@@ -6,10 +6,9 @@ over its windows of `w2v.losses.skipgram`; the step is x -= lr * gradient.
 """
 import numpy as np
 
-from w2v.losses import skipgram
+from w2v.losses import LOSSES, skipgram
 from w2v.sampling import Minibatch, NegativeTable, SentencePool, sample_minibatch
 
-LOSSES = ("naive_softmax", "neg_sampling")
 
 
 class _IdentityVocabulary(dict):
