@@ -137,7 +137,8 @@ def log_to_mlflow(client, run_id: str, metrics: dict[str, float], report: str, n
 def write_json_report(path: Path, metrics: dict[str, float], intervals: dict) -> None:
     """The flat metrics (NaN as null) and, under "intervals", each figure's {"low", "high"}."""
     document = {name: _json_number(value) for name, value in metrics.items()}
-    document["intervals"] = {name: interval.as_dict() for name, interval in intervals.items()}
+    document["intervals"] = {name: {"low": _json_number(low), "high": _json_number(high)}
+                             for name, (low, high) in intervals.items()}
     atomic_write_text(path, json.dumps(document, indent=2) + "\n")
 
 

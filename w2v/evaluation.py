@@ -27,7 +27,9 @@ import numpy as np
 from gensim.models import KeyedVectors
 from scipy import stats
 
-from w2v.bootstrap import NO_INTERVAL, Interval, bootstrap_interval, ratio_interval
+from w2v.bootstrap import half_width, mean_interval, paired_interval
+
+NO_INTERVAL = (math.nan, math.nan)
 
 # The words of the assignment's 2-D plot (CS224n a2, run.py).
 ASSIGNMENT_WORDS = (
@@ -114,7 +116,7 @@ class SimilarityResult:
     spearman: float
     pairs: int      # pairs in the benchmark
     covered: int    # pairs with both words in the vocabulary
-    interval: Interval = NO_INTERVAL  # bootstrap over the covered pairs
+    interval: tuple[float, float] = NO_INTERVAL  # 95% bootstrap (low, high) over the covered pairs
 
     @property
     def oov_share(self) -> float:
@@ -129,7 +131,7 @@ class AnalogyResult:
     questions: int  # questions in the benchmark
     covered: int    # questions with all four words in the vocabulary
     correct: int
-    interval: Interval = NO_INTERVAL  # bootstrap over the covered questions
+    interval: tuple[float, float] = NO_INTERVAL  # 95% bootstrap (low, high) over the covered questions
 
     @property
     def oov_share(self) -> float:
@@ -198,7 +200,7 @@ def word_similarity(vectors: KeyedVectors, pairs_file: str = WORDSIM353) -> Simi
         return SimilarityResult(spearman=math.nan, pairs=pairs, covered=len(human))
     with _quiet_gensim():
         _, spearman, _ = vectors.evaluate_word_pairs(path)
-        interval = bootstrap_interval(_spearman, human, cosines, vectorized=True)
+        interval = paired_interval(_spearman, human, cosines, vectorized=True)
     return SimilarityResult(spearman=float(spearman[0]), pairs=pairs, covered=len(human), interval=interval)
 
 
@@ -211,8 +213,7 @@ def word_analogies(vectors: KeyedVectors, questions_file: str = GOOGLE_ANALOGIES
     total = sections[-1]  # gensim appends the "Total accuracy" section last
     correct, covered = len(total["correct"]), len(total["correct"]) + len(total["incorrect"])
     accuracy = correct / covered if covered else math.nan
-    flags = np.repeat([1.0, 0.0], [correct, covered - correct])  # one per covered question
-    interval = ratio_interval(flags, np.ones(covered))
+    interval = mean_interval(np.repeat([1.0, 0.0], [correct, covered - correct]))  # one 0/1 per covered question
     return AnalogyResult(accuracy=accuracy, questions=questions, covered=covered, correct=correct, interval=interval)
 
 
@@ -256,17 +257,17 @@ class Evaluation:
         is half the width of the 95% interval)."""
         return {
             "eval_ws353_spearman": self.ws353.spearman,
-            "eval_ws353_spearman_ci95": self.ws353.interval.half_width,
+            "eval_ws353_spearman_ci95": half_width(self.ws353.interval),
             "eval_ws353_oov": self.ws353.oov_share,
             "eval_simlex_spearman": self.simlex.spearman,
-            "eval_simlex_spearman_ci95": self.simlex.interval.half_width,
+            "eval_simlex_spearman_ci95": half_width(self.simlex.interval),
             "eval_simlex_oov": self.simlex.oov_share,
             "eval_analogy_acc": self.analogy.accuracy,
-            "eval_analogy_acc_ci95": self.analogy.interval.half_width,
+            "eval_analogy_acc_ci95": half_width(self.analogy.interval),
             "eval_analogy_oov": self.analogy.oov_share,
         }
 
-    def intervals(self) -> dict[str, Interval]:
+    def intervals(self) -> dict[str, tuple[float, float]]:
         """The 95% bootstrap intervals of the figures, by metric name."""
         return {"eval_ws353_spearman": self.ws353.interval, "eval_simlex_spearman": self.simlex.interval,
                 "eval_analogy_acc": self.analogy.interval}
@@ -289,11 +290,10 @@ def _figure(value: float, digits: int = 4) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def format_interval(interval: Interval, digits: int = 4) -> str:
+def format_interval(interval: tuple[float, float], digits: int = 4) -> str:
     """"[low, high]", or "n/a" when the interval cannot be computed."""
-    if math.isnan(interval.low):
-        return "n/a"
-    return f"[{interval.low:.{digits}f}, {interval.high:.{digits}f}]"
+    low, high = interval
+    return "n/a" if math.isnan(low) else f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def evaluation_report(evaluation: Evaluation, source: str, extra_metrics: dict[str, float] | None = None) -> str:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import log_expit
 
-from w2v.bootstrap import Interval, ratio_interval
+from w2v.bootstrap import half_width, ratio_interval
 from w2v.sampling import NegativeTable
 
 TOP = 10             # recall@10
@@ -75,7 +75,7 @@ class HeldoutResult:
     pairs: int              # in-vocabulary pairs
     oov_share: float        # share (0..1) of all pairs left out for a count-0 word
     figures: dict[str, float]
-    intervals: dict[str, Interval]
+    intervals: dict[str, tuple[float, float]]  # 95% bootstrap (low, high)
     references: dict[str, float]
     seconds: float = 0.0
     sums: SentenceSums | None = field(default=None, repr=False)
@@ -83,7 +83,7 @@ class HeldoutResult:
     def metrics(self) -> dict[str, float]:
         """eval_heldout_* figures, their `_ci95` half widths and the share left out."""
         metrics = {f"eval_heldout_{name}": value for name, value in self.figures.items()}
-        metrics |= {f"eval_heldout_{name}_ci95": self.intervals[name].half_width for name in self.figures}
+        metrics |= {f"eval_heldout_{name}_ci95": half_width(self.intervals[name]) for name in self.figures}
         metrics["eval_heldout_oov"] = self.oov_share
         return metrics
 
@@ -241,8 +241,8 @@ def heldout_figures(tokens, offsets, center_vectors, outside_vectors, counts,
         return None
     used = sums.pairs > 0  # the resampled units: sentences with at least one pair
     figures = {"nll": sums.nll.sum() / pairs, "ns_loss": sums.ns_loss.sum() / pairs, "recall10": sums.hits.sum() / pairs}
-    intervals = {name: ratio_interval(getattr(sums, "hits" if name == "recall10" else name)[used], sums.pairs[used],
-                                      seed=protocol.seed) for name in figures}
+    intervals = {name: ratio_interval(getattr(sums, "hits" if name == "recall10" else name)[used], sums.pairs[used])
+                 for name in figures}
     references = {"nll": sums.nll_unigram.sum() / pairs, "ns_loss": (protocol.K + 1) * math.log(2),
                   "recall10": sums.hits_frequent.sum() / pairs}
     return HeldoutResult(protocol=protocol, sentences=len(offsets) - 1 if protocol.max_sentences is None
@@ -274,7 +274,7 @@ def heldout_report(result: HeldoutResult | None, split: str = "dev", note: str |
         "|---|---|---|---|---|---|",
     ]
     for name, (title, reference, better) in FIGURE_NAMES.items():
-        interval = result.intervals[name]
-        lines.append(f"| {title} | {result.figures[name]:.4f} | [{interval.low:.4f}, {interval.high:.4f}] | "
+        low, high = result.intervals[name]
+        lines.append(f"| {title} | {result.figures[name]:.4f} | [{low:.4f}, {high:.4f}] | "
                      f"{reference} | {result.references[name]:.4f} | {better} |")
     return "\n".join(lines) + "\n"
