@@ -28,13 +28,14 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 from scipy.special import log_expit
 
 from w2v.bootstrap import half_width, ratio_interval
+from w2v.engines.batched import _exp_shifted
 from w2v.sampling import NegativeTable
 
 TOP = 10             # recall@10
-CENTRE_BLOCK = 256   # unique centres per score matrix: 256 x V float64 (40 MB at V = 19,539)
 PAIR_BLOCK = 4096    # pairs per NS-loss block: 4096 x K x d float64 (33 MB at K = 10, d = 100)
 
 
@@ -135,46 +136,51 @@ def ns_loss_per_pair(center_vectors, outside_vectors, centres, outsides, negativ
 
 
 def softmax_and_recall_per_pair(center_vectors, outside_vectors, centres, outsides, vocabulary):
-    """(nll float64 (P,), hit bool (P,)) over `vocabulary` (the ids with count > 0, (V',)), one
-    score matrix per block of unique centres; both use the same scores of that matrix."""
+    """(nll float64 (P,), hit bool (P,)) over `vocabulary` (the ids with count > 0, (V',)): one
+    row of scores U' v_c per unique centre, shared by all pairs of that centre."""
     position = np.full(len(outside_vectors), -1, dtype=np.int64)
     position[vocabulary] = np.arange(len(vocabulary))
-    vocabulary_outside = outside_vectors[vocabulary].T                       # (d, V')
     unique, inverse = np.unique(centres, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(0, len(unique) + CENTRE_BLOCK, CENTRE_BLOCK))
-    nll, hit = np.empty(len(centres)), np.empty(len(centres), dtype=bool)
-    for block, first in enumerate(range(0, len(unique), CENTRE_BLOCK)):
-        centre_position = position[unique[first:first + CENTRE_BLOCK]]
-        scores = center_vectors[unique[first:first + CENTRE_BLOCK]] @ vocabulary_outside  # (B, V')
-        pairs = order[bounds[block]:bounds[block + 1]]
-        row = inverse[pairs] - first
-        outside_scores = scores[row, position[outsides[pairs]]]
-        hit[pairs] = outside_scores > _eleventh_highest_without(scores, centre_position)[row]
-        nll[pairs] = _log_sum_exp_rows(scores)[row] - outside_scores
+    bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
+    nll_sorted, hit_sorted = np.empty(len(centres)), np.empty(len(centres), dtype=np.bool_)
+    _score_rows(np.ascontiguousarray(center_vectors[unique]), np.ascontiguousarray(outside_vectors[vocabulary]),
+                position[unique], position[outsides[order]], bounds, nll_sorted, hit_sorted)
+    nll, hit = np.empty_like(nll_sorted), np.empty_like(hit_sorted)
+    nll[order], hit[order] = nll_sorted, hit_sorted
     return nll, hit
 
 
-def _eleventh_highest_without(scores: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-    """float64 (B,): the 11th highest of each row of scores (B, V') without column excluded[b]
-    (-inf when fewer than 11 remain). o is a recall@10 hit iff it scores above it: then fewer
-    than 10 other candidates score at least as high (ties count against o). scores is unchanged."""
-    if scores.shape[1] <= TOP + 1:
-        return np.full(len(scores), -np.inf)
-    rows = np.arange(len(scores))
-    kept = scores[rows, excluded]
-    scores[rows, excluded] = -np.inf
-    eleventh = np.partition(scores, scores.shape[1] - TOP - 1, axis=1)[:, scores.shape[1] - TOP - 1]
-    scores[rows, excluded] = kept
-    return eleventh
-
-
-def _log_sum_exp_rows(scores: np.ndarray) -> np.ndarray:
-    """float64 (B,): log sum_w exp(scores[b, w]), computed in place (scores is overwritten)."""
-    top = scores.max(axis=1)
-    scores -= top[:, None]
-    np.exp(scores, out=scores)
-    return np.log(scores.sum(axis=1)) + top
+@njit(cache=True)
+def _score_rows(centre_rows, vocabulary_outside, centre_position, outside_position, bounds, nll, hit):
+    """For unique centre i (row centre_rows[i], (d,)) and its pairs bounds[i]:bounds[i+1] (outside
+    words at outside_position, rows of vocabulary_outside (V', d)): nll = log sum_w exp(s_w) - s_o
+    and hit = s_o > the 11th highest s_w over w != centre (ties count against o; -inf when fewer
+    than 11 other words), s = vocabulary_outside @ centre_rows[i]. Written into nll, hit (P,)."""
+    V = vocabulary_outside.shape[0]
+    scores = np.empty(V)
+    powers = np.empty(V)
+    top = np.empty(TOP + 1)  # the 11 highest scores so far, descending
+    for i in range(len(centre_rows)):
+        np.dot(vocabulary_outside, centre_rows[i], scores)
+        top[:] = -np.inf
+        highest = -np.inf
+        for w in range(V):
+            x = scores[w]
+            highest = max(highest, x)
+            if w == centre_position[i] or x <= top[TOP]:
+                continue
+            k = TOP
+            while k > 0 and top[k - 1] < x:
+                top[k] = top[k - 1]
+                k -= 1
+            top[k] = x
+        for p in range(bounds[i], bounds[i + 1]):
+            hit[p] = scores[outside_position[p]] > top[TOP]
+            nll[p] = -scores[outside_position[p]]
+        log_normaliser = highest + math.log(_exp_shifted(scores, highest, powers))  # scores now overwritten
+        for p in range(bounds[i], bounds[i + 1]):
+            nll[p] += log_normaliser
 
 
 def frequent_hits(counts: np.ndarray, centres: np.ndarray, outsides: np.ndarray) -> np.ndarray:
