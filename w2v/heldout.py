@@ -36,6 +36,7 @@ from w2v.engines.batched import _exp_shifted
 from w2v.sampling import NegativeTable
 
 TOP = 10             # recall@10
+CENTRE_BLOCK = 64    # unique centres per matrix product: 64 x V' float64 (8.5 MB at V' = 16,582)
 PAIR_BLOCK = 4096    # pairs per NS-loss block: 4096 x K x d float64 (33 MB at K = 10, d = 100)
 
 
@@ -144,7 +145,7 @@ def softmax_and_recall_per_pair(center_vectors, outside_vectors, centres, outsid
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
     nll_sorted, hit_sorted = np.empty(len(centres)), np.empty(len(centres), dtype=np.bool_)
-    _score_rows(np.ascontiguousarray(center_vectors[unique]), np.ascontiguousarray(outside_vectors[vocabulary]),
+    _score_rows(np.ascontiguousarray(center_vectors[unique]), np.ascontiguousarray(outside_vectors[vocabulary].T),
                 position[unique], position[outsides[order]], bounds, nll_sorted, hit_sorted)
     nll, hit = np.empty_like(nll_sorted), np.empty_like(hit_sorted)
     nll[order], hit[order] = nll_sorted, hit_sorted
@@ -152,35 +153,38 @@ def softmax_and_recall_per_pair(center_vectors, outside_vectors, centres, outsid
 
 
 @njit(cache=True)
-def _score_rows(centre_rows, vocabulary_outside, centre_position, outside_position, bounds, nll, hit):
+def _score_rows(centre_rows, vocabulary_outside_t, centre_position, outside_position, bounds, nll, hit):
     """For unique centre i (row centre_rows[i], (d,)) and its pairs bounds[i]:bounds[i+1] (outside
-    words at outside_position, rows of vocabulary_outside (V', d)): nll = log sum_w exp(s_w) - s_o
-    and hit = s_o > the 11th highest s_w over w != centre (ties count against o; -inf when fewer
-    than 11 other words), s = vocabulary_outside @ centre_rows[i]. Written into nll, hit (P,)."""
-    V = vocabulary_outside.shape[0]
-    scores = np.empty(V)
+    words at outside_position, columns of vocabulary_outside_t (d, V')): nll = log sum_w exp(s_w)
+    - s_o and hit = s_o > the 11th highest s_w over w != centre (ties count against o; -inf when
+    fewer than 11 other words), s = centre_rows[i] @ vocabulary_outside_t. Written into nll, hit
+    (P,). The scores come CENTRE_BLOCK rows per matrix product, so U is read once per block."""
+    V = vocabulary_outside_t.shape[1]
     powers = np.empty(V)
     top = np.empty(TOP + 1)  # the 11 highest scores so far, descending
-    for i in range(len(centre_rows)):
-        np.dot(vocabulary_outside, centre_rows[i], scores)
-        top[:] = -np.inf
-        highest = -np.inf
-        for w in range(V):
-            x = scores[w]
-            highest = max(highest, x)
-            if w == centre_position[i] or x <= top[TOP]:
-                continue
-            k = TOP
-            while k > 0 and top[k - 1] < x:
-                top[k] = top[k - 1]
-                k -= 1
-            top[k] = x
-        for p in range(bounds[i], bounds[i + 1]):
-            hit[p] = scores[outside_position[p]] > top[TOP]
-            nll[p] = -scores[outside_position[p]]
-        log_normaliser = highest + math.log(_exp_shifted(scores, highest, powers))  # scores now overwritten
-        for p in range(bounds[i], bounds[i + 1]):
-            nll[p] += log_normaliser
+    for first in range(0, len(centre_rows), CENTRE_BLOCK):
+        block = np.dot(centre_rows[first:first + CENTRE_BLOCK], vocabulary_outside_t)  # (B, V')
+        for b in range(block.shape[0]):
+            i = first + b
+            scores = block[b]
+            top[:] = -np.inf
+            highest = -np.inf
+            for w in range(V):
+                x = scores[w]
+                highest = max(highest, x)
+                if w == centre_position[i] or x <= top[TOP]:
+                    continue
+                k = TOP
+                while k > 0 and top[k - 1] < x:
+                    top[k] = top[k - 1]
+                    k -= 1
+                top[k] = x
+            for p in range(bounds[i], bounds[i + 1]):
+                hit[p] = scores[outside_position[p]] > top[TOP]
+                nll[p] = -scores[outside_position[p]]
+            log_normaliser = highest + math.log(_exp_shifted(scores, highest, powers))  # scores overwritten
+            for p in range(bounds[i], bounds[i + 1]):
+                nll[p] += log_normaliser
 
 
 def frequent_hits(counts: np.ndarray, centres: np.ndarray, outsides: np.ndarray) -> np.ndarray:
