@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install params repro test bench clean
+.PHONY: install params repro test bench clean plots-offline
 
 install: $(STAMP)
 
@@ -40,3 +40,16 @@ clean:
 .PHONY: tracking-server
 tracking-server: $(STAMP)
 	scripts/tracking-server start
+
+# `dvc plots show` writes dvc_plots/index.html from .dvc/offline-plots.html, which loads Vega from
+# dvc_plots/vega/ instead of a CDN: fetch it once from the npm registry (git-ignored, ~1.2 MB).
+VEGA_PACKAGES := vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0
+VEGA_DIR      := dvc_plots/vega
+plots-offline:
+	mkdir -p $(VEGA_DIR)
+	cd $(VEGA_DIR) && for package in $(VEGA_PACKAGES); do \
+	  tarball=$$(npm pack --silent $$package) && \
+	  tar xzf $$tarball --strip-components=2 --wildcards 'package/build/*.min.js' && rm $$tarball || exit 1; \
+	done
+	rm -f $(VEGA_DIR)/vega-core.min.js
+	ls $(VEGA_DIR)

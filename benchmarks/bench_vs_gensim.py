@@ -137,12 +137,15 @@ def profile(corpus, dim, dtype, iterations=300):
     pool = build_sentence_pool(tokens, offsets, corpus.keep_prob, 30, np.random.default_rng(0))
     table = NegativeTable.from_weights(corpus.neg_weight)
     batch = Minibatch.empty(BATCH, WINDOW, K)
-    buffers = batched._Buffers(corpus.vocab_size, dim, BATCH, 2 * WINDOW, K, False, dtype)
+    buffers = batched._buffers(corpus.vocab_size, dim, BATCH, 2 * WINDOW, K, False, dtype)
     center_vectors = np.random.default_rng(1).uniform(-0.5, 0.5, (corpus.vocab_size, dim)).astype(dtype) / dim
     outside_vectors = np.random.default_rng(2).normal(0, 0.1, (corpus.vocab_size, dim)).astype(dtype)
+    params = batched.Vectors(center_vectors, outside_vectors)
     rngs = training_streams(0)
     sample_args = (pool.tokens, pool.offsets, WINDOW, table.prob, table.alias)
+    sampler = batched.Sampler(*sample_args)
     batch_args = (batch.centers, batch.contexts, batch.context_lengths, batch.negatives)
+    arrays = batched.Batch(*batch_args)
     previous_threads = numba.get_num_threads()
     for threads in (1, 2):
         numba.set_num_threads(threads)
@@ -153,21 +156,16 @@ def profile(corpus, dim, dtype, iterations=300):
             if threads == 1:
                 fill_minibatch(rngs, *sample_args, *batch_args)
                 drawn = time.perf_counter()
-                batched._minibatch_gradient(center_vectors, outside_vectors, *batch_args, False,
-                                            *buffers.args())
+                batched._minibatch_gradient(params, arrays, False, buffers)
             else:
                 drawn = start
-                batched._sample_neg_sampling_minibatch_parallel(
-                    rngs, *sample_args, center_vectors, outside_vectors, *batch_args,
-                    buffers.pair_coef, buffers.v_c_batch, buffers.grad_v_c_batch, buffers.window_losses, work)
+                batched._sample_neg_sampling_minibatch_parallel(rngs, sampler, params, arrays,
+                                                                buffers, work)
             gradient = time.perf_counter()
             if threads == 1:
-                batched._scatter_gradient(*batch_args, False, buffers.pair_coef, buffers.v_c_batch,
-                                          buffers.grad_v_c_batch, buffers.grad_outside_t, -1e-3,
-                                          center_vectors, outside_vectors)
+                batched._scatter_gradient(arrays, False, buffers, -1e-3, params)
             else:
-                batched._update_parallel(batch.centers, buffers.v_c_batch, buffers.grad_v_c_batch, -1e-3,
-                                         center_vectors, outside_vectors, work)
+                batched._update_parallel(batch.centers, buffers, -1e-3, params, work)
             end = time.perf_counter()
             if iteration >= 10:
                 for name, seconds in zip(phases, (drawn - start, gradient - drawn, end - gradient)):

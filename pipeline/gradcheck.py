@@ -7,9 +7,10 @@
 
 Runs checks (a)-(i) of w2v.derivations against the per-pair functions (w2v.losses) and the
 batched engine, on random inputs and on the first 50 words of the processed corpus' vocabulary.
-Writes reports/gradcheck.json (DVC metrics: per check and per engine the max relative error and
-passed; `dvc metrics show --precision 12` shows the small errors) and reports/gradcheck.md (a table
-with every check, engine and input set), prints a summary, and exits with
+Writes metrics/gradcheck.json (DVC metrics, the headline: passed, and the largest relative error
+as its base-10 logarithm, -9.5 for 3e-10, which DVC's rounding would show as 0.0),
+reports/gradcheck.json (per check and per engine the max relative error and passed) and
+reports/gradcheck.md (a table with every check, engine and input set), prints a summary, and exits with
 status 1 when any check fails, so the train stage, which depends on the report, never runs on
 wrong gradients.
 """
@@ -27,6 +28,7 @@ from pipeline.common import StageError, project_path, stage
 VOCABULARY_SLICE = 50   # words of the real vocabulary the checks run on (V of the "vocabulary" inputs)
 VOCABULARY_DIM = 10     # d and K of the classic configuration
 VOCABULARY_K = 10
+METRICS_FILE = "gradcheck.json"  # in paths.metrics: the headline DVC shows
 
 
 def vocabulary_slice(processed_dir: Path, size: int = VOCABULARY_SLICE) -> list[str]:
@@ -103,11 +105,22 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def write_headline(results, metrics_path: Path) -> None:
+    """metrics_path (DVC metrics): {"passed", "max_rel_error_log10"}, the latter null when an
+    error is not finite and -inf-free: an error of exactly 0 is written as -16 (double precision)."""
+    worst = max(r.max_rel_error for r in results)
+    log10 = round(math.log10(max(worst, 1e-16)), 2) if math.isfinite(worst) else None
+    headline = {"passed": all(r.passed for r in results), "max_rel_error_log10": log10}
+    atomic_write_text(metrics_path, json.dumps(headline, indent=2) + "\n")
+
+
 def run_gradcheck(words: Sequence[str], reports_dir: Path, tol: float = derivations.DEFAULT_TOL,
                   engines: Sequence[derivations.Engine] | None = None,
-                  vocabulary_source: str = "a vocabulary slice") -> list[derivations.CheckResult]:
-    """Run every check on `engines` (default: per-pair and batched), write both reports and print
-    a summary; raise StageError (after writing the reports) when any check fails."""
+                  vocabulary_source: str = "a vocabulary slice",
+                  metrics_path: Path | None = None) -> list[derivations.CheckResult]:
+    """Run every check on `engines` (default: per-pair and batched), write both reports (and the
+    headline metrics to `metrics_path`, when given) and print a summary; raise StageError (after
+    writing them) when any check fails."""
     engines = derivations.default_engines() if engines is None else engines
     input_sets = check_inputs(words)
     results = derivations.run_all_checks(input_sets, engines, tol)
@@ -116,6 +129,8 @@ def run_gradcheck(words: Sequence[str], reports_dir: Path, tol: float = derivati
                    f"K = {random_set.K}) and `vocabulary` ({vocabulary_source}, d = {vocabulary_set.dim}, "
                    f"K = {vocabulary_set.K})")
     write_reports(results, reports_dir, tol, inputs_text)
+    if metrics_path is not None:
+        write_headline(results, metrics_path)
     failed = [r for r in results if not r.passed]
     worst = max(results, key=lambda r: r.max_rel_error)
     print(f"gradcheck: {len(derivations.CHECK_NAMES)} checks on engines "
@@ -139,7 +154,8 @@ def main(cfg):
         raise StageError(f"gradcheck.tol = {tol} must be positive")
     words = vocabulary_slice(processed)
     run_gradcheck(words, project_path(cfg.paths.reports), tol,
-                  vocabulary_source=f"first {len(words)} words of {cfg.paths.processed}")
+                  vocabulary_source=f"first {len(words)} words of {cfg.paths.processed}",
+                  metrics_path=project_path(cfg.paths.metrics) / METRICS_FILE)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Compose conf/ into params.yaml exactly as `dvc exp run` does (DVC's own Hydra composition).
+"""Compose conf/experiment.yaml (the experiment settings) into params.yaml exactly as `dvc exp run`
+does (DVC's own Hydra composition, `hydra.config_name = experiment` in .dvc/config).
 
     python -m pipeline.params                 # conf/ -> params.yaml
     python -m pipeline.params train.lr=0.1    # with overrides, as `dvc exp run -S train.lr=0.1`
@@ -11,15 +12,16 @@ from pathlib import Path
 from dvc.utils.hydra import compose_and_dump
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_NAME = "experiment"  # the settings only: paths and tools' options stay out of params.yaml
 
 
 def compose_params(output_file: Path, overrides: list[str]) -> None:
-    """Write the composition of conf/config.yaml with `overrides` to `output_file` (YAML)."""
+    """Write the composition of conf/experiment.yaml with `overrides` to `output_file` (YAML)."""
     compose_and_dump(
         output_file,
         config_dir=str(REPO_ROOT / "conf"),
         config_module=None,
-        config_name="config",
+        config_name=CONFIG_NAME,
         plugins_path=str(REPO_ROOT),
         overrides=overrides,
     )

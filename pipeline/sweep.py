@@ -183,4 +183,25 @@ def job_context(experiment: str) -> tuple[str | None, bool, str]:
         return None, False, ",".join(overrides)
     sweep = json.loads(Path(path).read_text(encoding="utf-8"))
     return (sweep["parent_run_ids"].get(experiment), _job_key(overrides) in set(sweep["skip"]),
-            ",".join(swept_part(overrides, sweep["swept_keys"])))
+            short_run_name(swept_part(overrides, sweep["swept_keys"])))
+
+
+def short_run_name(overrides: list[str]) -> str:
+    """A child run's name: its swept values in short form, `train.lr=1.0 train.window=5` ->
+    `lr=1,window=5`, so that MLflow's run list shows it whole. A key keeps its group
+    (`corpus.min_count`) only when its last part alone would be ambiguous."""
+    pairs = [override.lstrip("+~").split("=", 1) + [""] for override in overrides]
+    last_parts = [key.rsplit(".", 1)[-1] for key, *_ in pairs]
+    return ",".join(f"{short if last_parts.count(short) == 1 else key}={_short_value(value)}"
+                    for (key, value, *_), short in zip(pairs, last_parts))
+
+
+def _short_value(value: str) -> str:
+    """`1.0` -> `1`, `0.30` -> `0.3`, `1e-05` -> `1e-05`; anything that is not a number as it is."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if number.is_integer() and abs(number) < 1e15:
+        return str(int(number))
+    return repr(number) if number == number and abs(number) != float("inf") else value

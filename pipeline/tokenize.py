@@ -8,7 +8,8 @@
 
 Reads paths.raw (data/raw, the download stage's output) and writes paths.processed
 (data/processed): vocab.parquet, tokens.npy, offsets.npy, split.npy (see w2v.corpus) and
-stats.json (sentence, token and type counts per split; DVC metrics), each file atomically.
+stats.json (sentence, token and type counts per split, the report) and, in paths.metrics,
+corpus.json (the DVC metrics: vocab_size and counted_tokens), each file atomically.
 """
 import json
 import time
@@ -22,6 +23,8 @@ from w2v.readers import SENTENCES_FILE, SPLIT_FILE, CorpusFileError, read_sst, r
 from pipeline.common import StageError, project_path, stage
 
 STATS_FILE = "stats.json"
+METRICS_FILE = "corpus.json"  # in paths.metrics: the headline DVC shows
+HEADLINE_STATS = ("vocab_size", "counted_tokens")
 TEXT_FILE = "corpus.txt"  # the download stage's name for a corpus=text file
 
 
@@ -69,6 +72,8 @@ def main(cfg: DictConfig) -> None:
     save_corpus(corpus, processed)
     stats = corpus_stats(corpus)
     atomic_write_text(processed / STATS_FILE, json.dumps(stats, indent=2) + "\n")
+    headline = {key: stats[key] for key in HEADLINE_STATS}
+    atomic_write_text(project_path(cfg.paths.metrics) / METRICS_FILE, json.dumps(headline, indent=2) + "\n")
     print(f"{processed}: {stats['sentences']:,} sentences, {stats['vocab_size']:,} word types (with UNK), "
           f"{stats['counted_tokens']:,} counted tokens (train_on={corpus.train_on}) "
           f"in {time.perf_counter() - start:.2f} s")

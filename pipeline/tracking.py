@@ -71,16 +71,27 @@ def _artifact_location(uri: str) -> str | None:
     return (database.parent / "mlartifacts").resolve().as_uri()
 
 
+# MLflow 3's UI opens an experiment on the page its kind names; without this tag it shows the GenAI
+# overview (traces, evaluations). The value is the UI's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT
+# ("Machine learning" in its experiment-type picker), which opens on the training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+
+
 def get_or_create_experiment(mlflow_client: MlflowClient, name: str) -> str:
-    """The id of experiment `name`, created when missing (safe when another process races us)."""
+    """The id of experiment `name`, created when missing (safe when another process races us), as
+    a model-training experiment (EXPERIMENT_KIND_TAG); an existing one without a kind gets it."""
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             mlflow_client.restore_experiment(experiment.experiment_id)
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            mlflow_client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
         return experiment.experiment_id
     location = _artifact_location(mlflow_client.tracking_uri)
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location)
+        return mlflow_client.create_experiment(name, artifact_location=location,
+                                               tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
     except MlflowException:
         experiment = mlflow_client.get_experiment_by_name(name)
         if experiment is None:

@@ -251,9 +251,9 @@ def write_model_folder(folder: Path, cfg: DictConfig, corpus, result, history, r
     steps = sorted(history)
     plot_loss(folder / "loss.png", steps, [history[s]["loss"] for s in steps],
               [history[s]["loss_smoothed"] for s in steps])
-    missing = plot_word_vectors(folder / "word_vectors.png", corpus.words, result.center_vectors)
-    if missing:
-        log.info("word_vectors.png leaves out %d word(s) absent from the vocabulary: %s", len(missing), " ".join(missing))
+    plot = plot_word_vectors(folder / "word_vectors.png", corpus.words, result.center_vectors, counts=corpus.counts)
+    if plot.note:
+        log.info("word_vectors.png: %s", plot.note)
     atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_text(folder / "mlflow_run.json", json.dumps(run_record, indent=2) + "\n")
 

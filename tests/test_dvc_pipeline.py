@@ -39,7 +39,7 @@ def repo(tmp_path_factory, sst_dir) -> Path:
             shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("*.pyc"))
         else:
             shutil.copy2(source, repo / name)
-    config = repo / "conf" / "config.yaml"
+    config = repo / "conf" / "experiment.yaml"
     text = config.read_text()
     text = re.sub(r"(?m)^  iterations: \d+", "  iterations: 200", text)
     text = re.sub(r"(?m)^  checkpoint_every: \d+", "  checkpoint_every: 100", text)
@@ -52,6 +52,7 @@ def repo(tmp_path_factory, sst_dir) -> Path:
     sh(repo, "git", "config", "user.name", "test")
     sh(repo, "dvc", "init", "-q")
     sh(repo, "dvc", "config", "hydra.enabled", "true")
+    sh(repo, "dvc", "config", "hydra.config_name", "experiment")
     sh(repo, "dvc", "config", "core.autostage", "true")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "-m", "project")

@@ -12,7 +12,8 @@ from pipeline.gradcheck import check_inputs, run_gradcheck, vocabulary_slice
 from w2v import derivations, losses
 from w2v.corpus import build_corpus, save_corpus
 
-DVC_FLAGS = ["--config-dir", ".", "--config-name", "params", "hydra.run.dir=.", "hydra.output_subdir=null",
+DVC_FLAGS = ["--config-dir", ".", "--config-name", "params", "hydra.searchpath=[file://conf]", "+paths=default",
+             "hydra.run.dir=.", "hydra.output_subdir=null",
              "hydra/job_logging=stdout", "hydra/hydra_logging=none"]  # as dvc.yaml runs the stage
 
 
@@ -28,7 +29,8 @@ def processed_dir(sst_dir, tmp_path_factory):
 
 def run_stage(project_root, tmp_path, *overrides, dvc_form=False):
     flags = DVC_FLAGS if dvc_form else [f"hydra.run.dir={tmp_path / 'hydra'}"]
-    return subprocess.run([sys.executable, "-m", "pipeline.gradcheck", *flags, *overrides],
+    metrics = f"paths.metrics={tmp_path / 'metrics'}"  # the headline, kept out of the project's metrics/
+    return subprocess.run([sys.executable, "-m", "pipeline.gradcheck", *flags, metrics, *overrides],
                           cwd=project_root, capture_output=True, text=True, timeout=300)
 
 

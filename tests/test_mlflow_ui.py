@@ -1,19 +1,29 @@
-"""`mlflow ui` for real on 127.0.0.1 (a free port) over a SQLite store holding a small sweep: the
-README's way of comparing runs. Checks through the REST API the UI itself uses that the parent,
-its children, their params and their metric histories are served. The server is always stopped."""
+"""`mlflow ui` for real on 127.0.0.1 (a free port), started as the README says (one worker, no
+GenAI job runner), over a SQLite store holding a small sweep in an experiment made by the
+project's own `get_or_create_experiment`: the README's way of comparing runs. Checks through the
+REST API the UI itself uses that the parent, its children, their params and their metric histories
+are served, and in headless Chromium that the README's address opens the experiment on its runs.
+The server is always stopped."""
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 
+from pathlib import Path
+
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
+
+from pipeline.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, get_or_create_experiment
 
 SEEDS = (0, 1, 2)
 
@@ -35,11 +45,11 @@ def sweep_store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ui")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(uri)
-    experiment_id = client.create_experiment("w2v", artifact_location=(folder / "mlartifacts").as_uri())
+    experiment_id = get_or_create_experiment(client, "w2v")
     parent = client.create_run(experiment_id, run_name="sweep", tags={"sweep": "parent"}).info.run_id
     children = {}
     for seed in SEEDS:
-        run_id = client.create_run(experiment_id, run_name=f"train.seed={seed}",
+        run_id = client.create_run(experiment_id, run_name=f"seed={seed}",
                                    tags={"mlflow.parentRunId": parent}).info.run_id
         now = int(time.time() * 1000)
         history = [Metric("loss_smoothed", value, now, 50 * i) for i, value in enumerate(curve(seed))]
@@ -59,7 +69,8 @@ def ui(sweep_store):
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", sweep_store["uri"], "--host", "127.0.0.1",
          "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=sweep_store["folder"])
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=sweep_store["folder"],
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -122,3 +133,35 @@ def test_metric_histories_are_served(ui, sweep_store):
         history = call(ui, f"metrics/get-history?run_id={run_id}&metric_key=loss_smoothed")["metrics"]
         assert [m["step"] for m in sorted(history, key=lambda m: m["step"])] == list(range(0, 500, 50))
         assert [m["value"] for m in sorted(history, key=lambda m: m["step"])] == pytest.approx(curve(seed))
+
+
+def test_experiments_are_model_training_experiments_of_the_pinned_ui(sweep_store):
+    client = MlflowClient(sweep_store["uri"])
+    assert client.get_experiment(sweep_store["experiment_id"]).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    # the value is one the UI of the installed MLflow knows (its ExperimentKind enum)
+    import mlflow
+
+    bundle = Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js"
+    assert any(f'CUSTOM_MODEL_DEVELOPMENT="{MODEL_TRAINING_KIND}"' in script.read_text(errors="ignore")
+               for script in bundle.glob("main.*.js"))
+
+
+def rendered_page(url: str) -> str:
+    """The DOM of `url` after its scripts ran, in headless Chromium."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    done = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tempfile.mkdtemp()}",
+         "--virtual-time-budget=30000", "--window-size=1400,900", "--dump-dom", url],
+        capture_output=True, text=True, timeout=180)
+    return done.stdout
+
+
+def test_the_readme_address_opens_the_experiment_on_its_runs(ui, sweep_store):
+    dom = rendered_page(f"{ui}/#/experiments/{sweep_store['experiment_id']}?workflowType=machine_learning")
+    text = re.sub(r"<[^>]+>", " ", dom)
+    assert re.search(r"\bRuns\b", text) and re.search(r"\bsweep\b", text), text[-3000:]
+    assert "matching runs" in text
+    assert "Detect Issues" not in text and "Traces 0" not in " ".join(text.split())  # not the GenAI overview

@@ -38,7 +38,7 @@ def test_sequential_sweep_skips_naive_softmax_duplicates_over_K(fixture_corpus, 
     assert parent.info.status == "FINISHED"
     assert parent.data.params["sweep.train.K"] == "2,3"
     assert sorted(child.info.run_name for child in children) == [
-        "loss=naive_softmax,train.K=2", "loss=neg_sampling,train.K=2", "loss=neg_sampling,train.K=3"]
+        "loss=naive_softmax,K=2", "loss=neg_sampling,K=2", "loss=neg_sampling,K=3"]  # swept values, short
     for child in children:
         assert child.info.status == "FINISHED"
         assert steps_of(client, child.info.run_id, "loss_smoothed") == list(range(10, 61, 10))

@@ -26,7 +26,7 @@ def assignment_sentences(path: Path) -> list[list[str]]:
 
 def run_tokenize(raw: Path, processed: Path, *overrides: str) -> subprocess.CompletedProcess:
     args = [sys.executable, "-m", "pipeline.tokenize", f"paths.raw={raw}", f"paths.processed={processed}",
-            *overrides, *HYDRA_QUIET]
+            f"paths.metrics={processed.parent / 'metrics'}", *overrides, *HYDRA_QUIET]
     return subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
 
 
@@ -173,6 +173,8 @@ def test_stage_on_sst_writes_the_corpus_and_metrics(sst_dir, tmp_path):
     assert (stats["sentences"], stats["vocab_size"], stats["counted_tokens"]) == (11_855, 19_539, 163_567)
     assert [stats[s]["sentences"] for s in ("train", "dev", "test")] == [8_544, 1_101, 2_210]
     assert stats["counted_tokens"] == stats["train"]["tokens"] + 1
+    headline = json.loads((tmp_path / "metrics" / "corpus.json").read_text())  # what DVC shows
+    assert headline == {"vocab_size": 19_539, "counted_tokens": 163_567}
     corpus = load_corpus(processed)
     assert corpus.vocab_size == 19_539 and corpus.train_on == "train"
 

@@ -206,8 +206,8 @@ def test_svd_projection_is_the_assignments_and_plots_are_pngs(tmp_path):
     np.testing.assert_allclose(np.cov(coords.T, bias=True), np.diag(eigenvalues[:2]), atol=1e-8)
 
     words = VISUALIZE_WORDS[:-2] + ["other"]
-    missing = plot_word_vectors(tmp_path / "word_vectors.png", words, rng.normal(size=(23, 10)))
-    assert missing == ["coffee", "tea"]
+    plot = plot_word_vectors(tmp_path / "word_vectors.png", words, rng.normal(size=(23, 10)))
+    assert plot.missing == ["coffee", "tea"]
     plot_loss(tmp_path / "loss.png", [10, 20, 30], [3.0, 2.0, 2.5], [3.0, 2.95, 2.93])
     for name in ("word_vectors.png", "loss.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -286,6 +286,8 @@ def test_float32_runs_resume_to_the_same_vectors(corpus, tmp_path):
     config = {**SMALL, "dtype": "float32", "iterations": 100}
     uninterrupted = train(corpus, TrainConfig(**config))
     train(corpus, TrainConfig(**{**config, "iterations": 50}), checkpoint_dir=tmp_path)
+    with np.load(tmp_path / "state-50.npz") as saved:  # stored in single precision, as trained
+        assert saved["center_vectors"].dtype == saved["outside_vectors"].dtype == np.float32
     rest = train(corpus, TrainConfig(**config), checkpoint_dir=tmp_path)
     assert rest.resumed_from_step == 50 and rest.center_vectors.dtype == np.float32
     assert np.array_equal(rest.center_vectors, uninterrupted.center_vectors)

@@ -2,7 +2,8 @@
 
 A checkpoint folder holds
 
-- `state-<step>.npz`: center_vectors, outside_vectors (float64 (V, d));
+- `state-<step>.npz`: center_vectors, outside_vectors ((V, d), in the dtype they are trained
+  in: float64, or float32 for a `train.dtype=float32` run);
 - `checkpoint.json`: step, lr (the step size of the next iteration), loss_smoothed, the training
   Generators' full `bit_generator.state`s, the caller's metadata, the config fingerprint and the
   name of its npz file.
@@ -25,8 +26,9 @@ FORMAT_VERSION = 2  # 2: one Generator state per training stream (1: a single Ge
 
 @dataclass
 class Checkpoint:
-    """The state of a run after iteration `step`. rng_states: the training Generators'
-    bit_generator.state, in stream order."""
+    """The state of a run after iteration `step`. center_vectors, outside_vectors: (V, d) in the
+    run's dtype (float64 or float32). rng_states: the training Generators' bit_generator.state,
+    in stream order."""
     step: int
     lr: float
     loss_smoothed: float | None

@@ -2,8 +2,9 @@
 
 Both read the file in chunks of whole lines and tokenize each chunk with Arrow kernels (Unicode
 whitespace split, the same set of separators as Python's `str.split()`, and a hash-based
-dictionary encoding), so memory stays near the size of the int32 token array and speed is a few
-million tokens per second. Words get ids by first occurrence across the whole file.
+dictionary encoding), so memory stays near the size of the int32 token array and time grows
+linearly with the file (figures: README, `benchmarks/bench_tokenize.py`). Words get ids by
+first occurrence across the whole file.
 
     corpus = read_sst("../shared/data/stanfordSentimentTreebank")   # 11,855 sentences, V = 19,539
     corpus = read_text("wiki.txt", min_count=5)                       # one sentence per line
@@ -119,7 +120,8 @@ class _Tokenizer:
         # Arrow yields "" for leading/trailing whitespace and blank lines; Python's split() does not.
         lines = pc.utf8_trim_whitespace(lines)
         lines = pc.if_else(pc.equal(lines, ""), pa.scalar(None, lines.type), lines)
-        # The ASCII kernel is ~3x faster but, unlike Python, keeps \x1c-\x1f inside words.
+        # The ASCII kernel is faster (it need not decode UTF-8; figures in docs/design.md) but,
+        # unlike Python, keeps \x1c-\x1f inside words.
         ascii_only = text.isascii() and not any(c in text for c in "\x1c\x1d\x1e\x1f")
         words = (pc.ascii_split_whitespace if ascii_only else pc.utf8_split_whitespace)(lines)
         lengths = pc.fill_null(pc.list_value_length(words), 0)

@@ -6,7 +6,8 @@
     words, center_vectors, outside_vectors = load_vectors(folder)
 
 The text format stores 9 significant digits, enough for float32 (what gensim loads) to round-trip;
-`vectors.npy` keeps the exact float64 values. Every file is written atomically.
+`vectors.npy` keeps the exact values, in the dtype they were trained in (float64, or float32).
+Every file is written atomically.
 """
 import io
 from pathlib import Path
