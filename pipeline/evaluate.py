@@ -3,8 +3,9 @@
     python -m pipeline.evaluate                                      # models/ (the DVC stage after train)
     python -m pipeline.evaluate evaluate.vectors=path/to/vectors.txt # any word2vec text file
 
-On models/ it writes metrics/evaluation.json (DVC metrics) and reports/evaluation.md; on any
-other file it writes evaluation.json and evaluation.md beside it. When the vectors' folder holds
+On models/ it writes reports/evaluation.json (every figure, interval and reference),
+reports/evaluation.md and metrics/evaluation.json (the DVC metrics: the six headline figures, so
+`dvc exp show` stays narrow); on any other file it writes evaluation.json and evaluation.md beside it. When the vectors' folder holds
 mlflow_run.json (every model folder does), the figures (`eval_*` metrics) and the report and
 neighbours (artifacts under `evaluation/`) go into that MLflow run, next to the training's loss.
 
@@ -29,6 +30,8 @@ from w2v.evaluation import evaluate_vectors, evaluation_report, load_vectors
 from w2v.heldout import HeldoutProtocol, HeldoutResult, heldout_figures, heldout_report
 
 HELDOUT_SPLIT = "dev"
+HEADLINE = ("eval_ws353_spearman", "eval_simlex_spearman", "eval_analogy_acc",
+            "eval_heldout_nll", "eval_heldout_ns_loss", "eval_heldout_recall10")  # the DVC metrics
 
 
 def heldout_protocol(cfg: DictConfig) -> HeldoutProtocol:
@@ -143,7 +146,8 @@ def write_json_report(path: Path, metrics: dict[str, float], intervals: dict) ->
 
 
 def evaluate_vectors_file(cfg: DictConfig, run_cfg: DictConfig | None, vectors_path: Path,
-                          metrics_path: Path, report_path: Path, run_id: str | None) -> dict:
+                          metrics_path: Path, report_path: Path, run_id: str | None,
+                          headline_path: Path | None = None) -> dict:
     """Evaluate one word2vec text file, write the JSON metrics and the Markdown report, log to MLflow.
 
     `run_cfg` is the configuration the vectors were trained with (None if unknown); only its
@@ -164,24 +168,29 @@ def evaluate_vectors_file(cfg: DictConfig, run_cfg: DictConfig | None, vectors_p
     report = evaluation_report(evaluation, source=str(vectors_path)) + heldout_report(heldout, HELDOUT_SPLIT, note)
 
     write_json_report(metrics_path, metrics, intervals)
+    if headline_path is not None:
+        atomic_write_text(headline_path, json.dumps({k: _json_number(metrics[k]) for k in HEADLINE if k in metrics},
+                                                    indent=2) + "\n")
     atomic_write_text(report_path, report)
     if run_id:
         log_to_mlflow(client, run_id, metrics, report, evaluation.neighbours)
     return metrics
 
 
-def _output_paths(cfg: DictConfig, model_dir: Path) -> tuple[Path, Path]:
-    """The DVC stage's outputs for models/, else files beside the vectors (sweep jobs, other files)."""
+def _output_paths(cfg: DictConfig, model_dir: Path) -> tuple[Path, Path, Path | None]:
+    """(full JSON, report, headline DVC metrics): the DVC stage's outputs for models/, else files
+    beside the vectors (sweep jobs, other files) and no headline."""
     if model_dir.resolve() == project_path(cfg.paths.models).resolve():
-        return project_path(cfg.paths.metrics) / "evaluation.json", project_path(cfg.paths.reports) / "evaluation.md"
-    return model_dir / "evaluation.json", model_dir / "evaluation.md"
+        reports = project_path(cfg.paths.reports)
+        return reports / "evaluation.json", reports / "evaluation.md", project_path(cfg.paths.metrics) / "evaluation.json"
+    return model_dir / "evaluation.json", model_dir / "evaluation.md", None
 
 
 def evaluate_model_dir(cfg: DictConfig, model_dir: Path, run_id: str | None) -> dict:
     """Evaluate model_dir/vectors.txt (the training stage calls this at the end of each run)."""
     model_dir = Path(model_dir)
-    metrics_path, report_path = _output_paths(cfg, model_dir)
-    return evaluate_vectors_file(cfg, cfg, model_dir / "vectors.txt", metrics_path, report_path, run_id)
+    metrics_path, report_path, headline_path = _output_paths(cfg, model_dir)
+    return evaluate_vectors_file(cfg, cfg, model_dir / "vectors.txt", metrics_path, report_path, run_id, headline_path)
 
 
 def _run_id_of(model_dir: Path) -> str | None:
@@ -202,14 +211,14 @@ def main(cfg: DictConfig) -> None:
     run_id = _run_id_of(model_dir)
     if run_id is None:
         print(f"note: no {model_dir / 'mlflow_run.json'}, so the figures are not logged to MLflow", file=sys.stderr)
-    metrics_path, report_path = _output_paths(cfg, model_dir)
+    metrics_path, report_path, headline_path = _output_paths(cfg, model_dir)
     run_cfg = _saved_run_config(model_dir)
     if run_cfg is None and model_dir.resolve() == project_path(cfg.paths.models).resolve():
         run_cfg = cfg  # models/ is trained on the current configuration (DVC)
-    metrics = evaluate_vectors_file(cfg, run_cfg, vectors_path, metrics_path, report_path, run_id)
+    metrics = evaluate_vectors_file(cfg, run_cfg, vectors_path, metrics_path, report_path, run_id, headline_path)
     for name, value in metrics.items():
         print(f"{name:22s} {value:.4f}")
-    print(f"wrote {metrics_path} and {report_path}")
+    print(f"wrote {metrics_path} and {report_path}" + (f", headline in {headline_path}" if headline_path else ""))
 
 
 if __name__ == "__main__":

@@ -115,7 +115,10 @@ def run_stage(project, *overrides):
 def test_stage_writes_dvc_metrics_report_and_logs_into_the_training_run(project):
     done = run_stage(project)
     assert done.returncode == 0, done.stderr
-    metrics = json.loads((project["tmp"] / "metrics" / "evaluation.json").read_text())
+    metrics = json.loads((project["tmp"] / "reports" / "evaluation.json").read_text())
+    headline = json.loads((project["tmp"] / "metrics" / "evaluation.json").read_text())  # what DVC shows
+    assert headline == {name: metrics[name] for name in ("eval_ws353_spearman", "eval_simlex_spearman", "eval_analogy_acc",
+                                                         *HELDOUT)}
     assert metrics["eval_ws353_spearman"] == pytest.approx(0.9)
     assert metrics["eval_ws353_oov"] == pytest.approx(348 / 353)
     assert metrics["eval_simlex_spearman"] == pytest.approx(-1.0)
@@ -154,19 +157,19 @@ def held_out_keys(metrics) -> set[str]:
 
 def test_same_vectors_give_the_same_held_out_figures_whatever_config_they_were_trained_with(project):
     assert run_stage(project).returncode == 0
-    first = json.loads((project["tmp"] / "metrics" / "evaluation.json").read_text())
+    first = json.loads((project["tmp"] / "reports" / "evaluation.json").read_text())
     saved = OmegaConf.load(project["models"] / "config.yaml")
     saved.train.window, saved.train.K, saved.loss.name = 2, 3, "neg_sampling"
     (project["models"] / "config.yaml").write_text(OmegaConf.to_yaml(saved), encoding="utf-8")
     done = run_stage(project, "train.window=4", "train.K=7", "loss=neg_sampling")
     assert done.returncode == 0, done.stderr
-    second = json.loads((project["tmp"] / "metrics" / "evaluation.json").read_text())
+    second = json.loads((project["tmp"] / "reports" / "evaluation.json").read_text())
     assert len(held_out_keys(first)) == 10
     assert {k: first[k] for k in held_out_keys(first)} == {k: second[k] for k in held_out_keys(second)}
     assert {k: first["intervals"][k] for k in HELDOUT} == {k: second["intervals"][k] for k in HELDOUT}
     other_protocol = run_stage(project, "evaluate.heldout.window=2")
     assert other_protocol.returncode == 0, other_protocol.stderr
-    third = json.loads((project["tmp"] / "metrics" / "evaluation.json").read_text())
+    third = json.loads((project["tmp"] / "reports" / "evaluation.json").read_text())
     assert third["eval_heldout_nll"] != pytest.approx(first["eval_heldout_nll"])  # the protocol does count
 
 
@@ -186,7 +189,7 @@ def test_no_held_out_figures_without_outside_vectors_or_without_a_dev_split(proj
     assert not held_out_keys(metrics) and metrics["eval_simlex_spearman"] == pytest.approx(-1.0)
     report = (project["tmp"] / "reports" / "evaluation.md").read_text()
     assert "No held-out figures: no vectors.npy and outside_vectors.npy beside the vectors" in report
-    assert "intervals" in json.loads((project["tmp"] / "metrics" / "evaluation.json").read_text())
+    assert "intervals" in json.loads((project["tmp"] / "reports" / "evaluation.json").read_text())
 
     np.save(project["models"] / "outside_vectors.npy", np.zeros((21, DIM)))
     text = build_corpus(TRAIN + DEV + TEST, train_on="train")  # a plain-text corpus: every sentence is training
