@@ -46,6 +46,7 @@ RULES = {
     "evaluate.heldout.window": Integer(1),
     "evaluate.heldout.K": Integer(1),
     "evaluate.heldout.max_sentences": Integer(1, nullable=True),
+    "evaluate.heldout.seed": Integer(0),
     "evaluate.sentiment.enabled": Boolean(),
     "evaluate.sentiment.C": ListOf(Positive()),
     "evaluate.sentiment.resamples": Integer(1),
@@ -64,8 +65,7 @@ RULES = {
 }
 # keys a configuration may leave out: the options of pipeline.compare live in conf/config.yaml,
 # not in params.yaml, so the DVC stages (params.yaml + paths) do not have them
-OPTIONAL = {"evaluate.heldout.window", "evaluate.heldout.K", "evaluate.heldout.max_sentences",
-            "compare.experiment", "compare.parent_run", "compare.metric", "compare.output_dir"}
+OPTIONAL = {"compare.experiment", "compare.parent_run", "compare.metric", "compare.output_dir"}
 # keys that may stay ??? (MISSING) until the stage that needs them checks them
 MAY_BE_UNSET = {"corpus.url"}
 # the corpus.* keys the tokenize stage reads the corpus with (recorded in the processed corpus)

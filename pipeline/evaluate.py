@@ -1,14 +1,19 @@
-"""Evaluate word vectors: WordSim-353, SimLex-999, Google analogies, neighbours, dev loss.
+"""Evaluate word vectors: WordSim-353, SimLex-999, Google analogies, neighbours, held-out figures.
 
     python -m pipeline.evaluate                                      # models/ (the DVC stage after train)
     python -m pipeline.evaluate evaluate.vectors=path/to/vectors.txt # any word2vec text file
 
-On models/ it writes metrics/evaluation.json (DVC metrics) and reports/evaluation.md; on any
-other file it writes evaluation.json and evaluation.md beside it. When the vectors' folder holds
+On models/ it writes reports/evaluation.json (every figure, interval and reference),
+reports/evaluation.md and metrics/evaluation.json (the DVC metrics: the eight headline figures, so
+`dvc exp show` stays narrow); on any other file it writes evaluation.json and evaluation.md beside it. When the vectors' folder holds
 mlflow_run.json (every model folder does), the figures (`eval_*` metrics) and the report and
 neighbours (artifacts under `evaluation/`) go into that MLflow run, next to the training's loss.
-The dev loss (`eval_dev_loss`) is computed when the model was trained with corpus.train_on=train,
-so the dev sentences are unseen: it needs vectors.npy and outside_vectors.npy beside the text file.
+
+The held-out figures (`eval_heldout_*`, w2v.heldout) use the dev sentences of the processed corpus
+with the fixed protocol `evaluate.heldout`, never the run's own window, K or loss; they need
+vectors.npy and outside_vectors.npy beside the text file and a corpus tokenized with
+corpus.train_on=train. Every figure has a 95% bootstrap interval: `<name>_ci95` (half its width)
+in MLflow, low and high under "intervals" in the JSON file.
 """
 import json
 import math
@@ -23,44 +28,72 @@ from pipeline.common import StageError, project_path, stage
 from pipeline.sentiment import sentiment_figures
 from w2v.atomic import atomic_write_text
 from w2v.evaluation import evaluate_vectors, evaluation_report, load_vectors
+from w2v.heldout import HeldoutProtocol, HeldoutResult, heldout_figures, heldout_report
 
-DEV_LOSS_SEED = 0  # fixed negatives for the dev loss, so runs compare on the same draws
+HELDOUT_SPLIT = "dev"
+HEADLINE = ("eval_ws353_spearman", "eval_simlex_spearman", "eval_analogy_acc",
+            "eval_heldout_nll", "eval_heldout_ns_loss", "eval_heldout_recall10",
+            "eval_sst5_acc", "eval_sst2_acc")  # the DVC metrics
 
 
-def dev_loss(cfg: DictConfig, run_cfg: DictConfig, model_dir: Path) -> float | None:
-    """Mean loss per window on the dev sentences, with the loss, window and K of `run_cfg`, the
-    training configuration (the processed corpus comes from `cfg.paths`). None when the processed
-    corpus counts all sentences (tokenized with train_on=all), so the trainer saw the dev sentences."""
+def heldout_protocol(cfg: DictConfig) -> HeldoutProtocol:
+    """The fixed protocol of `evaluate.heldout` (defaults where a key is absent)."""
+    settings = OmegaConf.to_container(OmegaConf.select(cfg, "evaluate.heldout", default=None) or {})
+    try:
+        return HeldoutProtocol(**settings)
+    except (TypeError, ValueError) as error:
+        raise StageError(f"{error}: fix evaluate.heldout in conf/config.yaml or on the command line")
+
+
+def _heldout_inputs(cfg: DictConfig, run_cfg: DictConfig | None, model_dir: Path):
+    """(corpus, centre vectors, outside vectors), or a note (str) saying why there is no held-out split."""
     import numpy as np
 
     from w2v.corpus import load_corpus
-    from w2v.trainer import held_out_loss
 
+    if not (model_dir / "outside_vectors.npy").is_file() or not (model_dir / "vectors.npy").is_file():
+        return f"no vectors.npy and outside_vectors.npy beside the vectors in {model_dir} (both are needed)"
+    if run_cfg is not None and OmegaConf.select(run_cfg, "corpus.train_on") == "all":
+        return "the model was trained on all sentences (corpus.train_on=all), dev included"
     processed = project_path(cfg.paths.processed)
     try:
         corpus = load_corpus(processed)
     except (OSError, ValueError) as error:
-        raise StageError(f"cannot read the processed corpus in {processed} for the dev loss ({error}): run `dvc repro tokenize` first")
-    for name in ("vectors.npy", "outside_vectors.npy"):
-        if not (model_dir / name).is_file():
-            raise StageError(f"{model_dir / name} is missing, needed for the dev loss: train the model again")
+        raise StageError(f"cannot read the processed corpus in {processed} for the held-out figures ({error}): "
+                         f"run `dvc repro tokenize` first")
     if corpus.train_on != "train":
-        print(f"note: no dev loss: the processed corpus in {processed} was tokenized with train_on=all, so "
-              f"training saw the dev sentences; run the tokenize stage with corpus.train_on=train", file=sys.stderr)
-        return None
-    center_vectors = np.load(model_dir / "vectors.npy")
-    outside_vectors = np.load(model_dir / "outside_vectors.npy")
+        return (f"the processed corpus in {processed} was tokenized with corpus.train_on=all, so training saw the "
+                f"dev sentences; run the tokenize stage with corpus.train_on=train")
+    if not (corpus.split == 3).any():
+        return f"the processed corpus in {processed} has no dev sentences (a plain-text corpus has no split)"
+    center_vectors, outside_vectors = np.load(model_dir / "vectors.npy"), np.load(model_dir / "outside_vectors.npy")
     if center_vectors.shape[0] != corpus.vocab_size:
         raise StageError(
             f"the processed corpus in {processed} has {corpus.vocab_size} words but the model in {model_dir} "
             f"has {center_vectors.shape[0]}: it was trained on another corpus; evaluate it with that corpus "
-            f"(paths.processed=...)"
-        )
-    tokens, offsets = corpus.sentences_of("dev")
-    return float(held_out_loss(
-        tokens, offsets, center_vectors, outside_vectors, loss=run_cfg.loss.name, window=run_cfg.train.window,
-        K=run_cfg.train.K, neg_weight=corpus.neg_weight, seed=DEV_LOSS_SEED,
-    ))
+            f"(paths.processed=...)")
+    return corpus, center_vectors, outside_vectors
+
+
+def heldout_evaluation(cfg: DictConfig, run_cfg: DictConfig | None, model_dir: Path) -> tuple[HeldoutResult | None, str | None]:
+    """(the held-out figures on the dev sentences, None) or (None, a note saying why there are none)."""
+    protocol = heldout_protocol(cfg)
+    inputs = _heldout_inputs(cfg, run_cfg, model_dir)
+    if isinstance(inputs, str):
+        return None, inputs
+    corpus, center_vectors, outside_vectors = inputs
+    tokens, offsets = corpus.sentences_of(HELDOUT_SPLIT)
+    result = heldout_figures(tokens, offsets, center_vectors, outside_vectors, corpus.counts, protocol)
+    return (result, None) if result is not None else (None, "no dev pair of two words seen in training")
+
+
+def heldout_metrics(result: HeldoutResult | None) -> dict[str, float]:
+    """eval_heldout_* figures, their _ci95, the share left out and the references (empty without result)."""
+    if result is None:
+        return {}
+    references = {"nll": "unigram", "ns_loss": "zero", "recall10": "frequent"}
+    return result.metrics() | {f"eval_heldout_{name}_{suffix}": result.references[name]
+                               for name, suffix in references.items()}
 
 
 def _saved_run_config(model_dir: Path) -> DictConfig | None:
@@ -106,11 +139,21 @@ def log_to_mlflow(client, run_id: str, metrics: dict[str, float], report: str, n
         client.log_artifacts(run_id, tmp, artifact_path="evaluation")
 
 
+def write_json_report(path: Path, metrics: dict[str, float], intervals: dict) -> None:
+    """The flat metrics (NaN as null) and, under "intervals", each figure's {"low", "high"}."""
+    document = {name: _json_number(value) for name, value in metrics.items()}
+    document["intervals"] = {name: {"low": _json_number(low), "high": _json_number(high)}
+                             for name, (low, high) in intervals.items()}
+    atomic_write_text(path, json.dumps(document, indent=2) + "\n")
+
+
 def evaluate_vectors_file(cfg: DictConfig, run_cfg: DictConfig | None, vectors_path: Path,
-                          metrics_path: Path, report_path: Path, run_id: str | None) -> dict:
+                          metrics_path: Path, report_path: Path, run_id: str | None,
+                          headline_path: Path | None = None) -> dict:
     """Evaluate one word2vec text file, write the JSON metrics and the Markdown report, log to MLflow.
 
-    `run_cfg` is the configuration the vectors were trained with (None if unknown: no dev loss).
+    `run_cfg` is the configuration the vectors were trained with (None if unknown); only its
+    corpus.train_on is read (held-out figures need unseen dev sentences).
     Returns the metrics (eval_* names; NaN where a figure cannot be computed).
     """
     client = open_run(run_id) if run_id else None  # fail before writing anything
@@ -119,39 +162,42 @@ def evaluate_vectors_file(cfg: DictConfig, run_cfg: DictConfig | None, vectors_p
     except ValueError as error:
         raise StageError(str(error))
     evaluation = evaluate_vectors(vectors)
-    metrics = evaluation.metrics()
-    extra = {}
-    if run_cfg is not None and OmegaConf.select(run_cfg, "corpus.train_on") == "train":
-        loss = dev_loss(cfg, run_cfg, vectors_path.parent)
-        if loss is not None:
-            metrics["eval_dev_loss"] = extra["dev loss (mean per window)"] = loss
-    metrics["eval_absent_words"] = float(len(evaluation.absent_words))
+    heldout, note = heldout_evaluation(cfg, run_cfg, vectors_path.parent)
+    if note:
+        print(f"note: no held-out figures: {note}", file=sys.stderr)
     sentiment = sentiment_figures(cfg, vectors_path.parent)  # eval_sst5_acc, eval_sst2_acc, ... or a note
-    metrics.update(sentiment.metrics)
-    report = evaluation_report(evaluation, source=str(vectors_path), extra_metrics=extra) + sentiment.report
-    if run_cfg is not None and "eval_dev_loss" not in metrics:
-        report += "\nNo dev loss: the model was trained on all sentences (corpus.train_on=all), dev included.\n"
+    metrics = (evaluation.metrics() | heldout_metrics(heldout) | sentiment.metrics
+               | {"eval_absent_words": float(len(evaluation.absent_words))})
+    intervals = (evaluation.intervals() | sentiment.intervals
+                 | ({f"eval_heldout_{k}": v for k, v in heldout.intervals.items()} if heldout else {}))
+    report = (evaluation_report(evaluation, source=str(vectors_path)) + heldout_report(heldout, HELDOUT_SPLIT, note)
+              + sentiment.report)
 
-    atomic_write_text(metrics_path, json.dumps({**{k: _json_number(v) for k, v in metrics.items()},
-                                                "intervals": sentiment.intervals}, indent=2) + "\n")
+    write_json_report(metrics_path, metrics, intervals)
+    if headline_path is not None:
+        atomic_write_text(headline_path, json.dumps({k: _json_number(metrics[k]) for k in HEADLINE if k in metrics},
+                                                    indent=2) + "
+")
     atomic_write_text(report_path, report)
     if run_id:
         log_to_mlflow(client, run_id, metrics, report, evaluation.neighbours)
     return metrics
 
 
-def _output_paths(cfg: DictConfig, model_dir: Path) -> tuple[Path, Path]:
-    """The DVC stage's outputs for models/, else files beside the vectors (sweep jobs, other files)."""
+def _output_paths(cfg: DictConfig, model_dir: Path) -> tuple[Path, Path, Path | None]:
+    """(full JSON, report, headline DVC metrics): the DVC stage's outputs for models/, else files
+    beside the vectors (sweep jobs, other files) and no headline."""
     if model_dir.resolve() == project_path(cfg.paths.models).resolve():
-        return project_path(cfg.paths.metrics) / "evaluation.json", project_path(cfg.paths.reports) / "evaluation.md"
-    return model_dir / "evaluation.json", model_dir / "evaluation.md"
+        reports = project_path(cfg.paths.reports)
+        return reports / "evaluation.json", reports / "evaluation.md", project_path(cfg.paths.metrics) / "evaluation.json"
+    return model_dir / "evaluation.json", model_dir / "evaluation.md", None
 
 
 def evaluate_model_dir(cfg: DictConfig, model_dir: Path, run_id: str | None) -> dict:
     """Evaluate model_dir/vectors.txt (the training stage calls this at the end of each run)."""
     model_dir = Path(model_dir)
-    metrics_path, report_path = _output_paths(cfg, model_dir)
-    return evaluate_vectors_file(cfg, cfg, model_dir / "vectors.txt", metrics_path, report_path, run_id)
+    metrics_path, report_path, headline_path = _output_paths(cfg, model_dir)
+    return evaluate_vectors_file(cfg, cfg, model_dir / "vectors.txt", metrics_path, report_path, run_id, headline_path)
 
 
 def _run_id_of(model_dir: Path) -> str | None:
@@ -172,14 +218,14 @@ def main(cfg: DictConfig) -> None:
     run_id = _run_id_of(model_dir)
     if run_id is None:
         print(f"note: no {model_dir / 'mlflow_run.json'}, so the figures are not logged to MLflow", file=sys.stderr)
-    metrics_path, report_path = _output_paths(cfg, model_dir)
+    metrics_path, report_path, headline_path = _output_paths(cfg, model_dir)
     run_cfg = _saved_run_config(model_dir)
     if run_cfg is None and model_dir.resolve() == project_path(cfg.paths.models).resolve():
         run_cfg = cfg  # models/ is trained on the current configuration (DVC)
-    metrics = evaluate_vectors_file(cfg, run_cfg, vectors_path, metrics_path, report_path, run_id)
+    metrics = evaluate_vectors_file(cfg, run_cfg, vectors_path, metrics_path, report_path, run_id, headline_path)
     for name, value in metrics.items():
         print(f"{name:22s} {value:.4f}")
-    print(f"wrote {metrics_path} and {report_path}")
+    print(f"wrote {metrics_path} and {report_path}" + (f", headline in {headline_path}" if headline_path else ""))
 
 
 if __name__ == "__main__":

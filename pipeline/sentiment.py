@@ -26,7 +26,7 @@ class SentimentFigures:
     """What the evaluation adds: metrics (MLflow and JSON), intervals (JSON), report (Markdown)."""
 
     metrics: dict[str, float] = field(default_factory=dict)
-    intervals: dict[str, dict[str, float]] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     report: str = ""
     note: str | None = None   # why the figures are absent
 

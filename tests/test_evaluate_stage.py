@@ -1,5 +1,6 @@
-"""pipeline.evaluate: the stage on a model folder (files, dev loss, MLflow run), on any vectors
-file, and its errors; a real SQLite MLflow store in tmp_path, the stage run as a subprocess."""
+"""pipeline.evaluate: the stage on a model folder (files, held-out figures, intervals, MLflow run),
+on any vectors file, and its errors; a real SQLite MLflow store in tmp_path, the stage run as a
+subprocess."""
 import json
 import math
 import os
@@ -27,7 +28,8 @@ SIMLEX_PAIRS = [("tax", "income"), ("church", "choir"), ("joy", "pride"), ("mud"
 SIMLEX_COSINES = [0.9, 0.7, 0.5, 0.3, 0.1]   # Spearman -1
 DIM = 21
 TRAIN = [["chord", "smile", "sign"], ["recess", "drug", "abuse", "war"], ["troops", "gem", "jewel", "tax"]]
-DEV = [["income", "church", "choir"], ["joy", "pride", "mud", "dirt", "joy"]]
+# dev sentences mix training words with words of count 0 (left out of the held-out pairs)
+DEV = [["income", "war", "church", "troops", "choir"], ["joy", "gem", "pride", "jewel", "mud", "dirt", "joy", "war"]]
 TEST = [["cop", "sheriff"]]
 
 
@@ -42,19 +44,26 @@ def known_vectors(words: list[str]) -> np.ndarray:
     return np.array([rows[word] for word in words])
 
 
-def naive_softmax_dev_loss(corpus, center_vectors, outside_vectors, window) -> float:
-    """Mean over dev windows of sum_o -log softmax(U v_c)_o, written out directly (full window,
-    occurrences of the centre word left out of its context, empty windows skipped)."""
-    total, windows = 0.0, 0
+def heldout_nll(corpus, center_vectors, outside_vectors, window=5) -> tuple[float, float]:
+    """(mean -log softmax(U v_c)_o over the training words, share of pairs left out) on the dev
+    sentences, written out directly: full window, centre occurrences and count-0 words left out."""
+    vocabulary = np.flatnonzero(corpus.counts > 0)
+    total, used, pairs = 0.0, 0, 0
     for s in np.flatnonzero(corpus.split == 3):
         sentence = corpus.tokens[corpus.offsets[s]:corpus.offsets[s + 1]]
         for i, c in enumerate(sentence):
-            scores = outside_vectors @ center_vectors[c]
-            log_normaliser = math.log(np.exp(scores).sum())
-            context = [o for j, o in enumerate(sentence) if j != i and abs(j - i) <= window and o != c]
-            total += sum(log_normaliser - scores[o] for o in context)
-            windows += bool(context)
-    return total / windows
+            for j, o in enumerate(sentence):
+                if j == i or abs(j - i) > window or o == c:
+                    continue
+                pairs += 1
+                if corpus.counts[c] and corpus.counts[o]:
+                    scores = outside_vectors[vocabulary] @ center_vectors[c]
+                    total += math.log(np.exp(scores).sum()) - outside_vectors[o] @ center_vectors[c]
+                    used += 1
+    return total / used, (pairs - used) / pairs
+
+
+HELDOUT = ("eval_heldout_nll", "eval_heldout_ns_loss", "eval_heldout_recall10")
 
 
 @pytest.fixture
@@ -88,9 +97,9 @@ def project(tmp_path, empty_store_template, monkeypatch):
     run_id = client.create_run(experiment_id).info.run_id
     client.set_terminated(run_id)  # the DVC train stage has finished its run before evaluate starts
     (models / "mlflow_run.json").write_text(json.dumps({"run_id": run_id, "tracking_uri": uri, "experiment_id": experiment_id}))
-    expected_dev_loss = naive_softmax_dev_loss(corpus, center, outside, window=1)
+    nll, oov = heldout_nll(corpus, center, outside)
     return {"tmp": tmp_path, "uri": uri, "cfg": cfg, "models": models, "run_id": run_id, "client": client,
-            "dev_loss": expected_dev_loss}
+            "nll": nll, "oov": oov}
 
 
 def run_stage(project, *overrides):
@@ -106,33 +115,96 @@ def run_stage(project, *overrides):
 def test_stage_writes_dvc_metrics_report_and_logs_into_the_training_run(project):
     done = run_stage(project)
     assert done.returncode == 0, done.stderr
-    metrics = json.loads((project["tmp"] / "metrics" / "evaluation.json").read_text())
+    metrics = json.loads((project["tmp"] / "reports" / "evaluation.json").read_text())
+    headline = json.loads((project["tmp"] / "metrics" / "evaluation.json").read_text())  # what DVC shows
+    assert headline == {name: metrics[name] for name in ("eval_ws353_spearman", "eval_simlex_spearman", "eval_analogy_acc",
+                                                         *HELDOUT)}
     assert metrics["eval_ws353_spearman"] == pytest.approx(0.9)
     assert metrics["eval_ws353_oov"] == pytest.approx(348 / 353)
     assert metrics["eval_simlex_spearman"] == pytest.approx(-1.0)
     assert metrics["eval_simlex_oov"] == pytest.approx(994 / 999)
     assert metrics["eval_analogy_acc"] is None  # no analogy question is covered: null, not a crash
     assert metrics["eval_absent_words"] == 24
-    assert metrics["eval_dev_loss"] == pytest.approx(project["dev_loss"], rel=1e-9)
+    assert metrics["eval_heldout_nll"] == pytest.approx(project["nll"], rel=1e-9)
+    assert metrics["eval_heldout_oov"] == pytest.approx(project["oov"], rel=1e-12) and 0 < project["oov"] < 1
+    assert metrics["eval_heldout_ns_loss_zero"] == pytest.approx(11 * math.log(2))
+    assert "eval_dev_loss" not in metrics
+    for name in HELDOUT:
+        interval = metrics["intervals"][name]
+        assert interval["low"] <= metrics[name] <= interval["high"]
+        assert metrics[f"{name}_ci95"] == pytest.approx((interval["high"] - interval["low"]) / 2)
+    assert metrics["intervals"]["eval_ws353_spearman"] == {"low": None, "high": None}  # 5 pairs: no interval
     report = (project["tmp"] / "reports" / "evaluation.md").read_text()
-    assert "| WordSim-353 | Spearman | 0.9000 | 5/353 pairs | 98.6% |" in report
+    assert "| WordSim-353 | Spearman | 0.9000 | n/a | 5/353 pairs | 98.6% |" in report
     assert "Not in the vocabulary (24 of 24)" in report
+    assert f"| NLL, -log softmax(U v_c)_o (nats) | {project['nll']:.4f} |" in report
 
     run = project["client"].get_run(project["run_id"])
     assert run.data.metrics["eval_ws353_spearman"] == pytest.approx(0.9)
     assert run.data.metrics["eval_simlex_oov"] == pytest.approx(994 / 999)
-    assert run.data.metrics["eval_dev_loss"] == pytest.approx(project["dev_loss"], rel=1e-9)
+    for name in HELDOUT:
+        assert run.data.metrics[name] == pytest.approx(metrics[name], rel=1e-12)
+        assert run.data.metrics[f"{name}_ci95"] == pytest.approx(metrics[f"{name}_ci95"], rel=1e-12)
     assert "eval_analogy_acc" not in run.data.metrics  # NaN figures stay out of MLflow
+    assert "eval_ws353_spearman_ci95" not in run.data.metrics
     artifacts = {a.path for a in project["client"].list_artifacts(project["run_id"], "evaluation")}
     assert artifacts == {"evaluation/evaluation.md", "evaluation/neighbours.json"}
 
 
-def test_no_dev_loss_when_the_dev_sentences_were_trained_on(project):
+def held_out_keys(metrics) -> set[str]:
+    return {name for name in metrics if name.startswith("eval_heldout")}
+
+
+def test_same_vectors_give_the_same_held_out_figures_whatever_config_they_were_trained_with(project):
+    assert run_stage(project).returncode == 0
+    first = json.loads((project["tmp"] / "reports" / "evaluation.json").read_text())
+    saved = OmegaConf.load(project["models"] / "config.yaml")
+    saved.train.window, saved.train.K, saved.loss.name = 2, 3, "neg_sampling"
+    (project["models"] / "config.yaml").write_text(OmegaConf.to_yaml(saved), encoding="utf-8")
+    done = run_stage(project, "train.window=4", "train.K=7", "loss=neg_sampling")
+    assert done.returncode == 0, done.stderr
+    second = json.loads((project["tmp"] / "reports" / "evaluation.json").read_text())
+    assert len(held_out_keys(first)) == 10
+    assert {k: first[k] for k in held_out_keys(first)} == {k: second[k] for k in held_out_keys(second)}
+    assert {k: first["intervals"][k] for k in HELDOUT} == {k: second["intervals"][k] for k in HELDOUT}
+    other_protocol = run_stage(project, "evaluate.heldout.window=2")
+    assert other_protocol.returncode == 0, other_protocol.stderr
+    third = json.loads((project["tmp"] / "reports" / "evaluation.json").read_text())
+    assert third["eval_heldout_nll"] != pytest.approx(first["eval_heldout_nll"])  # the protocol does count
+
+
+def test_no_held_out_figures_when_the_dev_sentences_were_trained_on(project, capsys):
     cfg = project["cfg"].copy()
     cfg.corpus.train_on = "all"
     metrics = evaluate_model_dir(cfg, project["models"], None)
-    assert "eval_dev_loss" not in metrics
-    assert "No dev loss" in (project["tmp"] / "reports" / "evaluation.md").read_text()
+    assert not held_out_keys(metrics)
+    note = "No held-out figures: the model was trained on all sentences (corpus.train_on=all), dev included"
+    assert note in (project["tmp"] / "reports" / "evaluation.md").read_text()
+    assert "note: no held-out figures: the model was trained on all sentences" in capsys.readouterr().err
+
+
+def test_no_held_out_figures_without_outside_vectors_or_without_a_dev_split(project, tmp_path):
+    (project["models"] / "outside_vectors.npy").unlink()
+    metrics = evaluate_model_dir(project["cfg"], project["models"], None)
+    assert not held_out_keys(metrics) and metrics["eval_simlex_spearman"] == pytest.approx(-1.0)
+    report = (project["tmp"] / "reports" / "evaluation.md").read_text()
+    assert "No held-out figures: no vectors.npy and outside_vectors.npy beside the vectors" in report
+    assert "intervals" in json.loads((project["tmp"] / "reports" / "evaluation.json").read_text())
+
+    np.save(project["models"] / "outside_vectors.npy", np.zeros((21, DIM)))
+    text = build_corpus(TRAIN + DEV + TEST, train_on="train")  # a plain-text corpus: every sentence is training
+    save_corpus(text, tmp_path / "processed_text")
+    cfg = project["cfg"].copy()
+    cfg.paths.processed = str(tmp_path / "processed_text")
+    assert not held_out_keys(evaluate_model_dir(cfg, project["models"], None))
+    assert "has no dev sentences" in (project["tmp"] / "reports" / "evaluation.md").read_text()
+
+
+def test_bad_held_out_protocol_is_one_stage_error(project):
+    done = run_stage(project, "evaluate.heldout.K=0")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("error: evaluate.heldout.K must be an integer >= 1, got 0")
+    assert not (project["tmp"] / "metrics").exists()
 
 
 def test_sweep_job_folder_gets_its_own_files(project, tmp_path):
@@ -142,7 +214,7 @@ def test_sweep_job_folder_gets_its_own_files(project, tmp_path):
     assert json.loads((job / "evaluation.json").read_text())["eval_simlex_spearman"] == pytest.approx(-1.0)
     assert (job / "evaluation.md").is_file()
     assert not (tmp_path / "metrics").exists()  # the DVC stage's outputs are left alone
-    assert metrics["eval_dev_loss"] == pytest.approx(project["dev_loss"], rel=1e-9)
+    assert metrics["eval_heldout_nll"] == pytest.approx(project["nll"], rel=1e-9)
 
 
 def test_any_vectors_file_reports_beside_it(project, tmp_path):
@@ -155,7 +227,7 @@ def test_any_vectors_file_reports_beside_it(project, tmp_path):
     metrics = json.loads((other / "evaluation.json").read_text())
     assert metrics["eval_ws353_oov"] == pytest.approx(352 / 353)
     assert metrics["eval_ws353_spearman"] is None  # one covered pair has no rank correlation
-    assert "eval_dev_loss" not in metrics  # unknown training: no dev loss
+    assert not held_out_keys(metrics)  # no outside vectors beside it: no held-out figures
     assert (other / "evaluation.md").is_file()
 
 
@@ -189,13 +261,13 @@ def test_run_missing_from_the_store_fails_before_writing(project):
     assert not (project["tmp"] / "metrics").exists()
 
 
-def test_corpus_tokenized_with_all_sentences_gives_no_dev_loss_and_no_error(project, tmp_path, capsys):
+def test_corpus_tokenized_with_all_sentences_gives_no_held_out_figures_and_no_error(project, tmp_path, capsys):
     corpus = build_corpus(TRAIN + DEV + TEST, split=[1] * len(TRAIN) + [3] * len(DEV) + [2] * len(TEST), train_on="all")
     save_corpus(corpus, tmp_path / "processed_all")
     cfg = project["cfg"].copy()
     cfg.paths.processed = str(tmp_path / "processed_all")
     metrics = evaluate_model_dir(cfg, project["models"], None)
-    assert "eval_dev_loss" not in metrics and metrics["eval_simlex_spearman"] == pytest.approx(-1.0)
+    assert not held_out_keys(metrics) and metrics["eval_simlex_spearman"] == pytest.approx(-1.0)
     assert "training saw the dev sentences" in capsys.readouterr().err
 
 

@@ -204,3 +204,65 @@ def test_gensim_written_file_round_trips(tmp_path):
     kv.add_vectors(["x", "y", "z"], np.eye(3))
     kv.save_word2vec_format(str(tmp_path / "g.txt"), binary=False)
     assert load_vectors(tmp_path / "g.txt").index_to_key == ["x", "y", "z"]
+
+
+def _spearman_of(human, model):
+    from scipy.stats import spearmanr
+    return spearmanr(human, model).statistic
+
+
+def test_similarity_interval_resamples_the_covered_pairs(tmp_path):
+    from scipy.stats import bootstrap
+    cosines = [0.1, 0.5, 0.3, 0.7, 0.2, 0.9, 0.8, 0.4]
+    human = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    names = [(f"a{i}", f"b{i}") for i in range(len(cosines))]
+    vectors = load_vectors(write_word2vec(tmp_path / "v.txt", pair_vectors(zip(names, cosines), dim=16)))
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{a}\t{b}\t{h}\n" for (a, b), h in zip(names, human)) + "a0\tzebra\t3.0\n", encoding="utf-8")
+    result = word_similarity(vectors, str(pairs))
+    # the same rule written out with scipy directly: 1,000 paired resamples of the 8 covered pairs, seed 0
+    expected = bootstrap((np.array(human), np.array(cosines)), _spearman_of, paired=True, vectorized=False,
+                         n_resamples=1000, method="percentile", rng=np.random.default_rng(0)).confidence_interval
+    assert result.interval == pytest.approx((expected.low, expected.high), abs=1e-9)
+    assert result.interval[0] < result.spearman < result.interval[1]
+
+
+def test_perfect_ranking_has_a_zero_width_interval_and_metrics_carry_ci95(tmp_path):
+    names = [(f"a{i}", f"b{i}") for i in range(8)]
+    vectors = load_vectors(write_word2vec(tmp_path / "v.txt", pair_vectors(zip(names, np.linspace(0.1, 0.8, 8)), dim=16)))
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{a}\t{b}\t{i}\n" for i, (a, b) in enumerate(names)), encoding="utf-8")
+    assert word_similarity(vectors, str(pairs)).interval == (1.0, 1.0)  # every resample ranks perfectly
+    # 7 WordSim-353 pairs whose words make no other covered pair, cosines not in the human order
+    ws353 = [("chord", "smile"), ("noon", "string"), ("sign", "recess"), ("drug", "abuse"), ("war", "troops"),
+             ("gem", "jewel"), ("king", "cabbage")]
+    vectors = load_vectors(write_word2vec(tmp_path / "ws.txt", pair_vectors(
+        zip(ws353, [0.1, 0.3, 0.2, 0.5, 0.9, 0.7, 0.4]), dim=14)))
+    evaluation = evaluate_vectors(vectors)
+    metrics, (low, high) = evaluation.metrics(), evaluation.intervals()["eval_ws353_spearman"]
+    assert evaluation.ws353.covered == 7
+    assert metrics["eval_ws353_spearman_ci95"] == pytest.approx((high - low) / 2) and high > low
+    assert low <= metrics["eval_ws353_spearman"] <= high
+    assert math.isnan(metrics["eval_analogy_acc_ci95"])  # no question covered: no interval
+
+
+def test_analogy_interval_resamples_the_covered_questions(tmp_path):
+    vectors = load_vectors(write_word2vec(tmp_path / "v.txt", ROYAL))
+    questions = tmp_path / "q.txt"
+    right, wrong = "man woman king queen\n", "man woman king banana\n"
+    questions.write_text(": royal\n" + right * 6 + wrong * 4 + "man woman king zebra\n", encoding="utf-8")
+    result = word_analogies(vectors, str(questions))
+    assert (result.covered, result.correct, result.accuracy) == (10, 6, 0.6)
+    low, high = result.interval
+    # a resample of 10 questions has a whole number of right answers: the ends are tenths around 0.6
+    assert low < 0.6 < high and round(low * 10) == pytest.approx(low * 10) and round(high * 10) == pytest.approx(high * 10)
+    questions.write_text(": royal\n" + right * 5, encoding="utf-8")
+    assert word_analogies(vectors, str(questions)).interval == (1.0, 1.0)
+
+
+def test_report_shows_the_intervals(similarity_file):
+    evaluation = evaluate_vectors(load_vectors(similarity_file))
+    report = evaluation_report(evaluation, source="v.txt")
+    # 5 pairs: some resamples repeat one pair 5 times, where Spearman is undefined, so no interval
+    assert "| WordSim-353 | Spearman | 0.9000 | n/a | 5/353 pairs | 98.6% |" in report
+    assert "| Google analogies | accuracy | n/a | n/a | 0/19544 questions | 100.0% |" in report

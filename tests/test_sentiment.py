@@ -136,7 +136,7 @@ def test_informative_vectors_beat_random_ones_beyond_the_intervals(sst, labels):
         assert trained.interval[0] > random.interval[1], (task, trained, random)
         assert metrics[f"eval_{task}_acc"] == trained.test_acc
         for name in (f"eval_{task}_acc", f"eval_{task}_acc_random"):
-            low, high = result.intervals()[name]["low"], result.intervals()[name]["high"]
+            low, high = result.intervals()[name]
             assert low <= metrics[name] <= high and 0 < high - low < 0.1
             assert metrics[f"{name}_ci95"] == pytest.approx((high - low) / 2)
     assert metrics["eval_sst2_acc"] > 0.6 and metrics["eval_sst5_acc"] > 0.3

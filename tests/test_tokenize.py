@@ -169,22 +169,25 @@ def test_stage_on_sst_writes_the_corpus_and_metrics(sst_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "11,855 sentences, 19,539 word types" in result.stdout
     stats = json.loads((processed / "stats.json").read_text())
-    assert (stats["sentences"], stats["vocab_size"], stats["counted_tokens"]) == (11_855, 19_539, 227_246)
+    # by default only the training sentences are counted (plus UNK's 1): dev and test are held out
+    assert (stats["sentences"], stats["vocab_size"], stats["counted_tokens"]) == (11_855, 19_539, 163_567)
     assert [stats[s]["sentences"] for s in ("train", "dev", "test")] == [8_544, 1_101, 2_210]
+    assert stats["counted_tokens"] == stats["train"]["tokens"] + 1
     headline = json.loads((tmp_path / "metrics" / "corpus.json").read_text())  # what DVC shows
-    assert headline == {"vocab_size": 19_539, "counted_tokens": 227_246}
+    assert headline == {"vocab_size": 19_539, "counted_tokens": 163_567}
     corpus = load_corpus(processed)
-    assert corpus.vocab_size == 19_539 and corpus.train_on == "all"
+    assert corpus.vocab_size == 19_539 and corpus.train_on == "train"
 
 
-def test_stage_train_on_train_and_fix_encoding(sst_dir, tmp_path):
+def test_stage_train_on_all_and_fix_encoding(sst_dir, tmp_path):
     processed = tmp_path / "processed"
-    result = run_tokenize(sst_dir, processed, "corpus.train_on=train", "corpus.fix_encoding=true")
+    result = run_tokenize(sst_dir, processed, "corpus.train_on=all", "corpus.fix_encoding=true")
     assert result.returncode == 0, result.stderr
     corpus = load_corpus(processed)
-    assert corpus.train_on == "train" and "cliché" in corpus.word2ind
+    assert corpus.train_on == "all" and "cliché" in corpus.word2ind
     stats = json.loads((processed / "stats.json").read_text())
-    assert stats["counted_tokens"] == stats["train"]["tokens"] + 1
+    assert stats["counted_tokens"] == 227_246  # the assignment's setting: every sentence counted
+    assert stats["counted_tokens"] == sum(stats[s]["tokens"] for s in ("train", "dev", "test")) + 1
 
 
 def test_stage_on_a_text_corpus(tmp_path):

@@ -9,7 +9,7 @@ from w2v.checkpoint import clear_checkpoint, load_checkpoint, read_checkpoint_me
 from w2v.corpus import build_corpus
 from w2v.sampling import TRAINING_STREAMS
 from w2v.trainer import (DivergenceError, LogRecord, TrainConfig, TrainHooks, config_fingerprint,
-                         held_out_loss, initial_vectors, learning_rate, train)
+                         initial_vectors, learning_rate, train)
 
 SMALL = dict(dim=5, window=3, K=4, lr=0.3, iterations=60, batch_size=8, anneal_every=20,
              checkpoint_every=20, log_every=10, pool_copies=2)
@@ -220,49 +220,6 @@ def test_a_checkpoint_of_the_single_generator_format_is_an_error(corpus, tmp_pat
     path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match="has format 1, expected 2; delete .* to train anew"):
         train(corpus, TrainConfig(**SMALL), checkpoint_dir=tmp_path)
-
-
-def test_held_out_loss_hand_computed_at_zero_outside_vectors():
-    tokens = np.array([0, 1, 2, 2, 0, 1], np.int32)     # sentences [0 1 2] [2] [0 1]
-    offsets = np.array([0, 3, 4, 6])
-    center = np.random.default_rng(0).normal(size=(3, 4))
-    outside = np.zeros((3, 4))
-    weights = np.array([1.0, 2.0, 3.0])
-    # window 1: centres 0,1,2 have 1,2,1 outside words; [2] has none; [0 1]: 1 and 1 -> 5 windows
-    outside_words = 1 + 2 + 1 + 1 + 1
-    neg = held_out_loss(tokens, offsets, center, outside, "neg_sampling", 1, 3, weights)
-    assert neg == pytest.approx(outside_words * 4 * math.log(2) / 5, abs=1e-12)
-    naive = held_out_loss(tokens, offsets, center, outside, "naive_softmax", 1, 3, weights)
-    assert naive == pytest.approx(outside_words * math.log(3) / 5, abs=1e-12)
-    # full window 2: centre 0 of [0 1 2] now sees 1 and 2
-    naive2 = held_out_loss(tokens, offsets, center, outside, "naive_softmax", 2, 3, weights)
-    assert naive2 == pytest.approx((2 + 2 + 2 + 1 + 1) * math.log(3) / 5, abs=1e-12)
-    assert math.isnan(held_out_loss(tokens[3:4], np.array([0, 1]), center, outside,
-                                    "naive_softmax", 2, 3, weights))
-
-
-def test_held_out_loss_is_lower_after_training(corpus):
-    result = train(corpus, TrainConfig(**{**SMALL, "iterations": 300}))
-    tokens, offsets = corpus.sentences_of("all")
-    init_center, init_outside = initial_vectors(corpus.vocab_size, 5, np.random.default_rng(0))
-    args = ("neg_sampling", 3, 4, corpus.neg_weight)
-    trained = held_out_loss(tokens, offsets, result.center_vectors, result.outside_vectors, *args)
-    untrained = held_out_loss(tokens, offsets, init_center, init_outside, *args)
-    assert trained < untrained
-    assert held_out_loss(tokens, offsets, result.center_vectors, result.outside_vectors, *args, seed=0) \
-        == trained
-
-
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(loss="hinge"), "loss"), (dict(window=0), "window"), (dict(K=0), "K"),
-    (dict(neg_weight=np.ones(2)), "neg_weight"), (dict(corpus_tokens=np.array([0, 9])), "corpus_tokens"),
-])
-def test_held_out_loss_rejects_bad_input(kwargs, name):
-    args = dict(corpus_tokens=np.array([0, 1], np.int32), corpus_offsets=np.array([0, 2]),
-                center_vectors=np.zeros((3, 2)), outside_vectors=np.zeros((3, 2)),
-                loss="neg_sampling", window=2, K=2, neg_weight=np.ones(3))
-    with pytest.raises(ValueError, match=name):
-        held_out_loss(**{**args, **kwargs})
 
 
 def test_more_blas_threads_for_naive_softmax_give_the_same_vectors_to_rounding(corpus):

@@ -11,6 +11,9 @@ Everything works on a gensim `KeyedVectors`, loaded from a word2vec text file by
   whose four words are in the vocabulary.
 - Nearest neighbours (cosine) of a list of probe words, by default the 24 words the assignment plots.
 
+Each figure has a 95% bootstrap interval (w2v.bootstrap): the covered word pairs resampled for
+the Spearman correlations, the covered questions for the analogy accuracy.
+
 Matching is case-insensitive, as gensim's evaluators do (SST is lower-cased, the analogy set is not).
 """
 import contextlib
@@ -20,7 +23,13 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from gensim.models import KeyedVectors
+from scipy import stats
+
+from w2v.bootstrap import half_width, mean_interval, paired_interval
+
+NO_INTERVAL = (math.nan, math.nan)
 
 # The words of the assignment's 2-D plot (CS224n a2, run.py).
 ASSIGNMENT_WORDS = (
@@ -107,6 +116,7 @@ class SimilarityResult:
     spearman: float
     pairs: int      # pairs in the benchmark
     covered: int    # pairs with both words in the vocabulary
+    interval: tuple[float, float] = NO_INTERVAL  # 95% bootstrap (low, high) over the covered pairs
 
     @property
     def oov_share(self) -> float:
@@ -121,6 +131,7 @@ class AnalogyResult:
     questions: int  # questions in the benchmark
     covered: int    # questions with all four words in the vocabulary
     correct: int
+    interval: tuple[float, float] = NO_INTERVAL  # 95% bootstrap (low, high) over the covered questions
 
     @property
     def oov_share(self) -> float:
@@ -142,37 +153,55 @@ def _count_questions(path: str) -> int:
         return sum(1 for line in lines if not line.startswith(":") and len(line.split()) == 4)
 
 
-def _pair_coverage(vectors: KeyedVectors, path: str) -> tuple[int, int]:
-    """(pairs in the file, pairs with both words in the vocabulary), read as gensim reads them:
-    tab-separated "word1 word2 score" lines, '#' comments, case-insensitive."""
-    vocabulary = {word.upper() for word in vectors.index_to_key}
-    pairs = covered = 0
+def _similarity_pairs(vectors: KeyedVectors, path: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """(pairs in the file, human scores float (n,), cosines float (n,)) of the n covered pairs,
+    read as gensim's `evaluate_word_pairs` reads them: tab-separated "word1 word2 score" lines,
+    '#' comments, case-insensitive (an upper-cased word maps to its first vocabulary entry)."""
+    vocabulary = {word.upper(): index for index, word in reversed(list(enumerate(vectors.index_to_key)))}
+    pairs, human, rows = 0, [], []
     with open(path, encoding="utf-8") as lines:
         for line in lines:
             fields = line.split("\t")
             if line.startswith("#") or len(fields) != 3:
                 continue
             try:
-                float(fields[2])
+                score = float(fields[2])
             except ValueError:
                 continue
             pairs += 1
-            covered += fields[0].upper() in vocabulary and fields[1].upper() in vocabulary
-    return pairs, covered
+            a, b = fields[0].upper(), fields[1].upper()
+            if a in vocabulary and b in vocabulary:
+                human.append(score)
+                rows.append((vocabulary[a], vocabulary[b]))
+    keys = vectors.index_to_key  # gensim's own cosine, so the ranks (and ties) are gensim's
+    cosines = [vectors.similarity(keys[a], keys[b]) for a, b in rows]
+    return pairs, np.array(human, dtype=np.float64), np.array(cosines, dtype=np.float64)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman correlation along `axis` (ranks with ties averaged, then Pearson), vectorised
+    over the resamples of the bootstrap."""
+    rx, ry = stats.rankdata(x, axis=axis), stats.rankdata(y, axis=axis)
+    rx = rx - rx.mean(axis=axis, keepdims=True)
+    ry = ry - ry.mean(axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx * ry).sum(axis=axis) / np.sqrt((rx * rx).sum(axis=axis) * (ry * ry).sum(axis=axis))
 
 
 def word_similarity(vectors: KeyedVectors, pairs_file: str = WORDSIM353) -> SimilarityResult:
-    """Spearman correlation on a word-pair benchmark (a file name in gensim's test data, or a path).
+    """Spearman correlation on a word-pair benchmark (a file name in gensim's test data, or a path),
+    with its bootstrap interval over the covered pairs.
 
     Uses gensim's `evaluate_word_pairs`; a rank correlation needs at least 2 covered pairs.
     """
     path = benchmark_path(pairs_file)
-    pairs, covered = _pair_coverage(vectors, path)
-    if covered < 2:
-        return SimilarityResult(spearman=math.nan, pairs=pairs, covered=covered)
+    pairs, human, cosines = _similarity_pairs(vectors, path)
+    if len(human) < 2:
+        return SimilarityResult(spearman=math.nan, pairs=pairs, covered=len(human))
     with _quiet_gensim():
         _, spearman, _ = vectors.evaluate_word_pairs(path)
-    return SimilarityResult(spearman=float(spearman[0]), pairs=pairs, covered=covered)
+        interval = paired_interval(_spearman, human, cosines, vectorized=True)
+    return SimilarityResult(spearman=float(spearman[0]), pairs=pairs, covered=len(human), interval=interval)
 
 
 def word_analogies(vectors: KeyedVectors, questions_file: str = GOOGLE_ANALOGIES) -> AnalogyResult:
@@ -184,7 +213,8 @@ def word_analogies(vectors: KeyedVectors, questions_file: str = GOOGLE_ANALOGIES
     total = sections[-1]  # gensim appends the "Total accuracy" section last
     correct, covered = len(total["correct"]), len(total["correct"]) + len(total["incorrect"])
     accuracy = correct / covered if covered else math.nan
-    return AnalogyResult(accuracy=accuracy, questions=questions, covered=covered, correct=correct)
+    interval = mean_interval(np.repeat([1.0, 0.0], [correct, covered - correct]))  # one 0/1 per covered question
+    return AnalogyResult(accuracy=accuracy, questions=questions, covered=covered, correct=correct, interval=interval)
 
 
 def nearest_neighbours(vectors: KeyedVectors, words=ASSIGNMENT_WORDS, topn: int = 10) -> dict[str, list[tuple[str, float]] | None]:
@@ -223,15 +253,24 @@ class Evaluation:
         return [word for word, similar in self.neighbours.items() if similar is None]
 
     def metrics(self) -> dict[str, float]:
-        """The figures under the names MLflow and DVC show (OOV shares are fractions, 0..1)."""
+        """The figures under the names MLflow and DVC show (OOV shares are fractions, 0..1; `_ci95`
+        is half the width of the 95% interval)."""
         return {
             "eval_ws353_spearman": self.ws353.spearman,
+            "eval_ws353_spearman_ci95": half_width(self.ws353.interval),
             "eval_ws353_oov": self.ws353.oov_share,
             "eval_simlex_spearman": self.simlex.spearman,
+            "eval_simlex_spearman_ci95": half_width(self.simlex.interval),
             "eval_simlex_oov": self.simlex.oov_share,
             "eval_analogy_acc": self.analogy.accuracy,
+            "eval_analogy_acc_ci95": half_width(self.analogy.interval),
             "eval_analogy_oov": self.analogy.oov_share,
         }
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """The 95% bootstrap intervals of the figures, by metric name."""
+        return {"eval_ws353_spearman": self.ws353.interval, "eval_simlex_spearman": self.simlex.interval,
+                "eval_analogy_acc": self.analogy.interval}
 
 
 def evaluate_vectors(vectors: KeyedVectors, words=ASSIGNMENT_WORDS, topn: int = 10) -> Evaluation:
@@ -251,6 +290,12 @@ def _figure(value: float, digits: int = 4) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def format_interval(interval: tuple[float, float], digits: int = 4) -> str:
+    """"[low, high]", or "n/a" when the interval cannot be computed."""
+    low, high = interval
+    return "n/a" if math.isnan(low) else f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def evaluation_report(evaluation: Evaluation, source: str, extra_metrics: dict[str, float] | None = None) -> str:
     """A Markdown report: the figures with their coverage, then the neighbours table."""
     e = evaluation
@@ -259,14 +304,14 @@ def evaluation_report(evaluation: Evaluation, source: str, extra_metrics: dict[s
         "",
         f"Vectors: `{source}` ({e.vocab_size} words, dimension {e.dim}).",
         "",
-        "| benchmark | figure | value | covered | out of vocabulary |",
-        "|---|---|---|---|---|",
-        f"| WordSim-353 | Spearman | {_figure(e.ws353.spearman)} | {e.ws353.covered}/{e.ws353.pairs} pairs | {_figure(100 * e.ws353.oov_share, 1)}% |",
-        f"| SimLex-999 | Spearman | {_figure(e.simlex.spearman)} | {e.simlex.covered}/{e.simlex.pairs} pairs | {_figure(100 * e.simlex.oov_share, 1)}% |",
-        f"| Google analogies | accuracy | {_figure(e.analogy.accuracy)} | {e.analogy.covered}/{e.analogy.questions} questions | {_figure(100 * e.analogy.oov_share, 1)}% |",
+        "| benchmark | figure | value | 95% interval | covered | out of vocabulary |",
+        "|---|---|---|---|---|---|",
+        f"| WordSim-353 | Spearman | {_figure(e.ws353.spearman)} | {format_interval(e.ws353.interval)} | {e.ws353.covered}/{e.ws353.pairs} pairs | {_figure(100 * e.ws353.oov_share, 1)}% |",
+        f"| SimLex-999 | Spearman | {_figure(e.simlex.spearman)} | {format_interval(e.simlex.interval)} | {e.simlex.covered}/{e.simlex.pairs} pairs | {_figure(100 * e.simlex.oov_share, 1)}% |",
+        f"| Google analogies | accuracy | {_figure(e.analogy.accuracy)} | {format_interval(e.analogy.interval)} | {e.analogy.covered}/{e.analogy.questions} questions | {_figure(100 * e.analogy.oov_share, 1)}% |",
     ]
     for name, value in (extra_metrics or {}).items():
-        lines.append(f"| {name} | | {_figure(value)} | | |")
+        lines.append(f"| {name} | | {_figure(value)} | | | |")
     lines += ["", f"## Nearest neighbours (cosine, top {e.topn})", ""]
     if e.absent_words:
         lines += [f"Not in the vocabulary ({len(e.absent_words)} of {len(e.neighbours)}): "

@@ -207,9 +207,9 @@ class SentimentResult:
             metrics[f"{name}_ci95"] = half_width(task.interval)
         return metrics
 
-    def intervals(self) -> dict[str, dict[str, float]]:
-        """{metric name: {"low": .., "high": ..}}: the 95 % intervals, for the JSON report."""
-        return {name: {"low": task.interval[0], "high": task.interval[1]} for name, task in self.tasks.items()}
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """{metric name: (low, high)}: the 95 % intervals, for the JSON report."""
+        return {name: tuple(task.interval) for name, task in self.tasks.items()}
 
 
 def evaluate_sentiment(corpus: Corpus, vectors: np.ndarray, labels: dict[str, SplitLabels],

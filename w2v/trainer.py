@@ -32,7 +32,6 @@ from threadpoolctl import threadpool_limits
 
 from w2v.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from w2v.engines import ENGINES
-from w2v.engines.batched import window_loss_sum
 from w2v.losses import LOSSES
 from w2v.rules import Choice, Integer, Positive, SettingError
 from w2v.sampling import NegativeTable, build_sentence_pool, training_streams
@@ -320,36 +319,3 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
     return TrainResult(center_vectors, outside_vectors,
                        float("nan") if loss_smoothed is None else loss_smoothed,
                        train_seconds, compile_seconds, resumed_from_step)
-
-
-def held_out_loss(corpus_tokens, corpus_offsets, center_vectors, outside_vectors, loss, window, K,
-                  neg_weight, seed=0) -> float:
-    """Mean skip-gram loss per window over the given sentences (tokens int (N,), offsets (S+1,)).
-
-    Every position is a centre once, with the full window m = `window` (no subsampling, no random
-    window size); occurrences of the centre word are removed from its context and windows left
-    empty are skipped. Negatives (neg_sampling: K per outside word, drawn in proportion to
-    neg_weight, i.e. Corpus.neg_weight = counts^0.75) come from numpy.random.default_rng(seed).
-    NaN when there is no window.
-    """
-    for name, value in (("loss", loss), ("window", window), ("K", K)):
-        TRAIN_RULES[name].check(name, value)
-    center_vectors = np.ascontiguousarray(center_vectors, dtype=np.float64)
-    outside_vectors = np.ascontiguousarray(outside_vectors, dtype=np.float64)
-    if center_vectors.ndim != 2 or center_vectors.shape != outside_vectors.shape:
-        raise ValueError(f"center_vectors {center_vectors.shape} and outside_vectors "
-                         f"{outside_vectors.shape} must both be (V, d)")
-    tokens = np.ascontiguousarray(corpus_tokens, dtype=np.int32)
-    offsets = np.ascontiguousarray(corpus_offsets, dtype=np.int64)
-    if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(tokens) \
-            or np.any(np.diff(offsets) < 0):
-        raise ValueError("corpus_offsets must start at 0, not decrease, and end at len(corpus_tokens)")
-    if len(tokens) and (tokens.min() < 0 or tokens.max() >= len(center_vectors)):
-        raise ValueError(f"corpus_tokens: ids must lie in 0..{len(center_vectors) - 1}")
-    table = NegativeTable.from_weights(neg_weight)
-    if len(table.prob) != len(center_vectors):
-        raise ValueError(f"neg_weight has {len(table.prob)} entries for {len(center_vectors)} words")
-    total, windows = window_loss_sum(np.random.default_rng(seed), tokens, offsets, center_vectors,
-                                     outside_vectors, loss == "naive_softmax", int(window),
-                                     int(K), table.prob, table.alias)
-    return total / windows if windows else float("nan")

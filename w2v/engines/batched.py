@@ -119,14 +119,6 @@ class PartWork(NamedTuple):
 
 
 @njit(cache=True)
-def _log_sigmoid(x):
-    """log s(x) without overflow for any finite x."""
-    if x >= 0:
-        return -math.log1p(math.exp(-x))
-    return x - math.log1p(math.exp(x))
-
-
-@njit(cache=True)
 def _row_part(row, parts):
     """Which of `parts` parts owns a row: a multiplicative hash of the id scaled into 0..parts-1
     (no division, which would cost more than the row test saves; frequent words, which have small
@@ -263,14 +255,6 @@ def _list_pairs_by_part(stream, first, last, batch, pair_coef, work):
                 windows[stream, n] = b
                 coefficients[stream, n] = pair_coef[b, j, k]
                 cursor[part] = n + 1
-
-
-@njit(cache=True)
-def _log_softmax_normaliser(v_c, outside_vectors, scores, powers):
-    """logsumexp(U v_c); scores (V,) and powers (V,) are scratch."""
-    np.dot(outside_vectors, v_c, scores)
-    top = scores.max()
-    return top + math.log(_exp_shifted(scores, top, powers))
 
 
 # fast-math without reassociation: the round-to-integer trick below must not be simplified away
@@ -603,46 +587,3 @@ class Stepper:
         finally:
             numba.set_num_threads(previous_threads)
         return losses[:done]
-
-
-@njit(cache=True)
-def window_loss_sum(rng, tokens, offsets, center_vectors, outside_vectors, naive, window, K,
-                    prob, alias):
-    """(Sum of window losses, number of windows) with every position of every sentence as centre,
-    the full window, centre occurrences removed (empty windows skipped); K negatives per outside
-    word from the alias table (prob, alias) and rng. Loss only, for held-out evaluation."""
-    d = center_vectors.shape[1]
-    scores = np.empty(outside_vectors.shape[0])
-    powers = np.empty(outside_vectors.shape[0])
-    total = 0.0
-    windows = 0
-    for s in range(len(offsets) - 1):
-        start, end = offsets[s], offsets[s + 1]
-        for i in range(start, end):
-            c = tokens[i]
-            v_c = center_vectors[c]
-            log_normaliser = 0.0
-            n = 0
-            for j in range(max(start, i - window), min(end, i + window + 1)):
-                o = tokens[j]
-                if j == i or o == c:
-                    continue
-                if naive and n == 0:
-                    log_normaliser = _log_softmax_normaliser(v_c, outside_vectors, scores, powers)
-                n += 1
-                z = 0.0
-                for t in range(d):
-                    z += outside_vectors[o, t] * v_c[t]
-                if naive:
-                    total += log_normaliser - z
-                    continue
-                total -= _log_sigmoid(z)
-                for k in range(K):
-                    w = draw_negative(rng, prob, alias, o)
-                    z = 0.0
-                    for t in range(d):
-                        z += outside_vectors[w, t] * v_c[t]
-                    total -= _log_sigmoid(-z)
-            if n > 0:
-                windows += 1
-    return total, windows
