@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install params repro test bench clean plots-offline
+.PHONY: install params repro test bench clean plots-offline ci-tools
 
 install: $(STAMP)
 
@@ -55,3 +55,11 @@ plots-offline:
 	done
 	rm -f $(VEGA_DIR)/vega-core.min.js
 	ls $(VEGA_DIR)
+
+# What the browser and server tests need besides Python (CI runs this first; under CI=true a
+# missing tool fails those tests instead of skipping them): Debian's chromium and PostgreSQL
+# server, and Vega for the offline plots page.
+ci-tools:
+	command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql; }
+	test -f $(VEGA_DIR)/vega.min.js || $(MAKE) plots-offline

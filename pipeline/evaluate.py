@@ -176,8 +176,7 @@ def evaluate_vectors_file(cfg: DictConfig, run_cfg: DictConfig | None, vectors_p
     write_json_report(metrics_path, metrics, intervals)
     if headline_path is not None:
         atomic_write_text(headline_path, json.dumps({k: _json_number(metrics[k]) for k in HEADLINE if k in metrics},
-                                                    indent=2) + "
-")
+                                                    indent=2) + "\n")
     atomic_write_text(report_path, report)
     if run_id:
         log_to_mlflow(client, run_id, metrics, report, evaluation.neighbours)

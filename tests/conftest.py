@@ -15,14 +15,19 @@ def project_root() -> Path:
     return PROJECT_ROOT
 
 
-def require_shared_data(path: Path) -> Path:
-    """`path` under ../shared/data; where it is absent the test is skipped on a developer's machine
-    and fails under CI=true, so CI never passes without testing what needs the real files."""
-    if not path.exists():
-        message = f"{path} is missing (see ../shared/data/README.md)"
+def require(present: bool, message: str) -> None:
+    """Skip the test on a developer's machine when something it needs is not there (shared data, a
+    browser, a server package); under CI=true fail instead, so CI never passes without testing it
+    (.ci/run installs the tools: `make ci-tools`)."""
+    if not present:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"{message}; CI needs it", pytrace=False)
         pytest.skip(message)
+
+
+def require_shared_data(path: Path) -> Path:
+    """`path` under ../shared/data (see require)."""
+    require(path.exists(), f"{path} is missing (see ../shared/data/README.md)")
     return path
 
 

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from conftest import require
 import yaml
 
 from dvc_project import PROJECT_ROOT, reproduced_project, sh, tracked_files  # noqa: F401 (a fixture)
@@ -93,8 +95,8 @@ def assert_no_remote_address(html: str) -> None:
 def test_plots_render_offline_in_headless_chromium(repo, tmp_path):
     chromium = shutil.which("chromium")
     vega = PROJECT_ROOT / "dvc_plots" / "vega"
-    if chromium is None or not (vega / "vega.min.js").is_file():
-        pytest.skip("needs Debian's chromium and Vega fetched by `make plots-offline` (npm registry)")
+    require(chromium is not None and (vega / "vega.min.js").is_file(),
+            "needs Debian's chromium and Vega fetched by `make plots-offline` (npm registry)")
     sh(repo, "dvc", "plots", "show")
     shutil.copytree(vega, repo / "dvc_plots" / "vega", dirs_exist_ok=True)
     dom = subprocess.run(

@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from conftest import require
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
@@ -149,8 +151,7 @@ def test_experiments_are_model_training_experiments_of_the_pinned_ui(sweep_store
 def rendered_page(url: str) -> str:
     """The DOM of `url` after its scripts ran, in headless Chromium."""
     chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    require(chromium is not None, "needs Debian's chromium (apt-get install chromium)")
     done = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tempfile.mkdtemp()}",

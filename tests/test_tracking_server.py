@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from conftest import require
 from mlflow.tracking import MlflowClient
 
 from sweep_support import (PROJECT_ROOT, assert_full_history, assert_vectors_artifact, run_training, sweep_runs,
@@ -31,9 +33,15 @@ def load_script():
 
 
 tracking_server = load_script()
-requires_postgresql = pytest.mark.skipif(
-    tracking_server.find_postgres_bin() is None,
-    reason="the PostgreSQL server is not installed (apt-get install postgresql)")
+
+
+@pytest.fixture
+def postgresql_installed():
+    require(tracking_server.find_postgres_bin() is not None,
+            "the PostgreSQL server is not installed (apt-get install postgresql)")
+
+
+requires_postgresql = pytest.mark.usefixtures("postgresql_installed")
 
 
 def free_port() -> int:
