@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.common import StageError, project_path, stage
 from pipeline.download import check_pinned, checked_source, download, explain, obtain
 from w2v.archive import ArchiveError, copy_with_sha256, extract_files
+from w2v.atomic import atomic_directory
 from w2v.fetch import FetchError
 from w2v.sentiment import TREE_FILES
 
@@ -79,8 +80,14 @@ def write_labels(source: dict, target: Path, cache_dir: Path, progress: bool) ->
 @stage
 def main(cfg: DictConfig) -> None:
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries are retried quietly; failures get one line
-    source = labels_source(cfg)
     folder = project_path(cfg.paths.labels)
+    if cfg.corpus.kind != "sst":  # the labels belong to SST's sentences: a text corpus needs none, offline too
+        with atomic_directory(folder) as target:
+            (target / "NONE.txt").write_text(f"no labels: corpus.kind is {cfg.corpus.kind}, and the sentiment "
+                                             f"trees belong to the SST corpus\n", encoding="utf-8")
+        print(f"{folder}: no labels fetched (corpus.kind={cfg.corpus.kind}: they belong to the SST corpus)")
+        return
+    source = labels_source(cfg)
     try:
         cache_dir = project_path(cfg.paths.download_cache)
         changed = download(source, folder, cache_dir, sys.stderr.isatty(), names=NAMES, write=write_labels)

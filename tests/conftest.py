@@ -47,7 +47,7 @@ def fixture_corpus(tmp_path_factory) -> Path:
     words = VISUALIZE_WORDS + [f"w{i}" for i in range(40)]
     sentences = [list(rng.choice(words, size=rng.integers(4, 12))) for _ in range(400)]
     folder = tmp_path_factory.mktemp("corpus") / "processed"
-    save_corpus(build_corpus(sentences, split=[1, 1, 3, 2] * 100), folder)
+    save_corpus(build_corpus(sentences, split=[1, 1, 3, 2] * 100, train_on="train"), folder)
     return folder
 
 

@@ -55,6 +55,9 @@ def make_project(folder: Path, sst_dir: Path, iterations: int = 200) -> Path:
     settings.write_text(re.sub(r"(?m)^  checkpoint_every: \d+", f"  checkpoint_every: {iterations // 2}", text))
     sst = repo / "conf" / "corpus" / "sst.yaml"
     sst.write_text(re.sub(r"(?m)^url: .*$", f"url: {sst_dir}", sst.read_text()))
+    trees = sst_dir.parent / "trainDevTestTrees_PTB"  # the sentence labels, beside the SST copy
+    settings.write_text(re.sub(r"(?m)^  url: http://nlp.stanford.edu/sentiment/.*$", f"  url: {trees}",
+                               settings.read_text()))
     sh(repo, sys.executable, "-m", "pipeline.params")
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "config", "user.email", "test@example.com")

@@ -17,7 +17,7 @@ def write_tiny_corpus(sst_dir: Path, directory: Path, sentences: int = 300) -> P
     from w2v.corpus import build_corpus, save_corpus
 
     lines = (sst_dir / "datasetSentences.txt").read_text(encoding="utf-8").splitlines()[1:sentences + 1]
-    save_corpus(build_corpus([line.split("\t", 1)[1].lower().split() for line in lines]), directory)
+    save_corpus(build_corpus([line.split("\t", 1)[1].lower().split() for line in lines], train_on="train"), directory)
     return directory
 
 

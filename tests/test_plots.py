@@ -89,7 +89,7 @@ def test_a_run_on_a_corpus_without_the_plot_words_finishes_with_one_note(tmp_pat
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in range(30)]
     sentences = [list(rng.choice(words, size=rng.integers(4, 10))) for _ in range(200)]
-    save_corpus(build_corpus(sentences), tmp_path / "processed")
+    save_corpus(build_corpus(sentences, train_on="train"), tmp_path / "processed")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DVC_", "W2V_"))}
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.train", f"paths.processed={tmp_path / 'processed'}",

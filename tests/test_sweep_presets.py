@@ -64,13 +64,17 @@ def test_a_preset_sweep_ends_with_its_report_and_the_job_table(fixture_corpus, e
     by_values = {(c.data.params["train.window"], c.data.params["train.seed"]): c for c in children}
     lines = done.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["job", "swept", "status"])
+    header_line_names = lines[header].split()
     rows = [line.split() for line in lines[header + 2:header + 8]]
     jobs = [(w, s) for w in ("1", "3", "5") for s in ("0", "1")]
     for number, (row, (window, seed)) in enumerate(zip(rows, jobs)):
         child = by_values[(window, seed)]
         assert row[0] == f"#{number}" and row[1] == f"window={window},seed={seed}"
         assert row[2] == "FINISHED" and row[-1] == child.info.run_id
-        assert float(row[3]) == pytest.approx(child.data.metrics["final_loss_smoothed"], rel=1e-3)
+        # the first figure column: the held-out NS loss (the fixture corpus holds out its dev sentences)
+        assert header_line_names[3] == "eval_heldout_ns_loss"
+        assert float(row[3]) == pytest.approx(child.data.metrics["eval_heldout_ns_loss"], rel=1e-3)
+        assert float(row[5]) == pytest.approx(child.data.metrics["eval_heldout_ns_loss_ci95"], rel=1e-2, abs=1e-4)
 
     # every log line of a job carries its number and swept values
     job_lines = [line for line in lines if "][pipeline.train][" in line or "][__main__][" in line]
