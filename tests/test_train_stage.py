@@ -225,7 +225,8 @@ def test_corpus_settings_that_contradict_the_processed_corpus_are_refused(empty_
     processed = tmp_path / "processed"
     corpus_args = ["corpus=text", "corpus.min_count=1"]
     tokenize = subprocess.run([sys.executable, "-m", "pipeline.tokenize", *corpus_args, f"paths.raw={tmp_path / 'raw'}",
-                               f"paths.processed={processed}", f"hydra.run.dir={tmp_path / 'tok'}"],
+                               f"paths.processed={processed}", f"paths.metrics={tmp_path / 'metrics'}",
+                               f"hydra.run.dir={tmp_path / 'tok'}"],
                               cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
     assert tokenize.returncode == 0, tokenize.stderr[-3000:]
 
