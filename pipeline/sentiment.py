@@ -55,8 +55,9 @@ def sentiment_figures(cfg: DictConfig, model_dir: Path) -> SentimentFigures:
         return absent("evaluate.sentiment.enabled=false")
     if OmegaConf.select(cfg, "paths.labels") is None:
         return absent("paths.labels is not set (a configuration from before the labels existed)")
-    if OmegaConf.select(cfg, "corpus.kind") != "sst":
-        return absent(f"the sentence labels belong to the SST corpus, not to corpus.kind={OmegaConf.select(cfg, 'corpus.kind')}")
+    kind = OmegaConf.select(cfg, "corpus.kind")
+    if kind is not None and kind != "sst":
+        return absent(f"the sentence labels belong to the SST corpus, not to corpus.kind={kind}")
     labels_dir, processed = project_path(cfg.paths.labels), project_path(cfg.paths.processed)
     if not all((labels_dir / name).is_file() for name in TREE_FILES.values()):
         return absent(f"no sentence labels in {labels_dir} (run `dvc repro download_labels` or "

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -122,7 +123,9 @@ def test_dvc_repro_then_exp_run_then_a_queued_grid_all_log_into_the_workspace_st
     assert list((repo / ".cache" / "checkpoints").iterdir()) == []
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
     assert "final_loss_smoothed" in shown[0]["data"]["metrics"]["metrics/train.json"]["data"]
-    assert shown[0]["data"]["params"]["params.yaml"]["data"]["train"]["lr"] == 0.3
+    # the workspace holds the last `dvc exp run -S loss=naive_softmax`, with naive softmax's own step
+    naive_softmax = yaml.safe_load((repo / "conf" / "loss" / "naive_softmax.yaml").read_text())
+    assert shown[0]["data"]["params"]["params.yaml"]["data"]["train"]["lr"] == naive_softmax["train"]["lr"]
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -196,3 +196,15 @@ def test_an_unreachable_host_names_labels_url_and_the_local_copy(tmp_path):
                       f"paths.labels={tmp_path / 'out'}", tmp_path=tmp_path)
     assert_one_error_line(done, "labels.url", "labels.url=../shared/data/trainDevTestTrees_PTB")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_text_corpus_needs_no_labels_not_even_a_network(tmp_path):
+    """With corpus=text the stage fetches nothing (the default labels.url is unreachable here) and
+    leaves a note in place of the trees, so an offline `dvc repro` of a text corpus does not stop."""
+    target = tmp_path / "labels"
+    done = run_labels("corpus=text", f"corpus.url={tmp_path / 'corpus.txt'}", f"paths.labels={target}",
+                      tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "no labels fetched (corpus.kind=text" in done.stdout
+    assert sorted(p.name for p in target.iterdir()) == ["NONE.txt"]
+    assert not (tmp_path / "cache").exists()  # no download was started

@@ -78,7 +78,7 @@ def test_a_diverging_job_fails_alone_and_the_sweep_exits_non_zero(fixture_corpus
     assert done.returncode == 1
     summary = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(summary) == 1 and "1 run(s) of the sweep did not finish" in summary[0]
-    assert "train.lr=1000: diverged at iteration" in summary[0]
+    assert "lr=1000: diverged at iteration" in summary[0]
 
     client, parent, children = parent_and_children(empty_store)
     assert parent.info.status == "FAILED"
@@ -120,7 +120,7 @@ def test_an_interrupted_joblib_sweep_continues_with_the_same_command(fixture_cor
     stdout, stderr = process.communicate(timeout=120)
     assert interrupted, stderr[-3000:]
     assert process.returncode == 130, stderr[-3000:]
-    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(("[", "20"))]
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(("[", "20", "note:"))]
     assert len(lines) == 1 and "run the same command to continue the sweep" in lines[0], lines
     client, parent, children = parent_and_children(empty_store)
     assert parent.info.status == "KILLED"
