@@ -136,16 +136,24 @@ def materialize(source: dict, target: Path, cache_dir: Path, progress: bool) -> 
         with open(path, "rb") as file:
             return {names[0]: copy_with_sha256(file, target / names[0])}
     if path.is_dir():
-        checksums = {}
-        for name in names:
-            if not (path / name).is_file():
-                raise StageError(f"corpus.url {url!r}: the folder has no {name}; point it at the extracted "
-                                 f"stanfordSentimentTreebank folder or the zip")
-            with open(path / name, "rb") as file:
-                checksums[name] = copy_with_sha256(file, target / name)
+        checksums = copy_files(path, names, target, missing=lambda name: (
+            f"corpus.url {url!r}: the folder has no {name}; point it at the extracted "
+            f"stanfordSentimentTreebank folder or the zip"))
     else:
         checksums = extract_files(path, names, target)
     check_pinned(url, checksums, source["files"])
+    return checksums
+
+
+def copy_files(folder: Path, names, target: Path, missing) -> dict[str, str]:
+    """Copy the files `names` of an extracted folder into `target`; {name: sha256}. A file that is
+    not there stops with the line `missing(name)`."""
+    checksums = {}
+    for name in names:
+        if not (folder / name).is_file():
+            raise StageError(missing(name))
+        with open(folder / name, "rb") as file:
+            checksums[name] = copy_with_sha256(file, target / name)
     return checksums
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.common import StageError, project_path, stage
-from pipeline.download import check_pinned, checked_source, download, explain, obtain
-from w2v.archive import ArchiveError, copy_with_sha256, extract_files
+from pipeline.download import check_pinned, checked_source, copy_files, download, explain, obtain
+from w2v.archive import ArchiveError, extract_files
 from w2v.atomic import atomic_directory
 from w2v.fetch import FetchError
 from w2v.sentiment import TREE_FILES
@@ -59,13 +59,9 @@ def write_labels(source: dict, target: Path, cache_dir: Path, progress: bool) ->
                          f"trainDevTestTrees_PTB.zip (a URL or a path) or its extracted folder") from None
     if path.is_dir():
         folder = path / "trees" if (path / "trees").is_dir() else path
-        checksums = {}
-        for name in NAMES:
-            if not (folder / name).is_file():
-                raise StageError(f"labels.url {url!r}: the folder has no trees/{name}; point it at the extracted "
-                                 f"trainDevTestTrees_PTB folder or the zip")
-            with open(folder / name, "rb") as file:
-                checksums[name] = copy_with_sha256(file, target / name)
+        checksums = copy_files(folder, NAMES, target, missing=lambda name: (
+            f"labels.url {url!r}: the folder has no trees/{name}; point it at the extracted "
+            f"trainDevTestTrees_PTB folder or the zip"))
     else:
         checksums = extract_files(path, NAMES, target)
     check_pinned(url, checksums, source["files"], key="labels")

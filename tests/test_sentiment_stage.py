@@ -21,7 +21,7 @@ from w2v.readers import read_sst
 from w2v.vectors import save_vectors, write_word2vec_text
 
 from conftest import require_shared_data
-from tests.test_download import HYDRA_QUIET, Server, assert_one_error_line
+from tests.test_download import HYDRA_QUIET, assert_one_error_line, server  # noqa: F401 (a fixture)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LABELS_DIR = PROJECT_ROOT.parent / "shared" / "data" / "trainDevTestTrees_PTB"
@@ -41,15 +41,6 @@ def labels_zip(labels_dir) -> bytes:
         for name in NAMES:
             zf.writestr(f"trees/{name}", (labels_dir / "trees" / name).read_bytes())
     return buffer.getvalue()
-
-
-@pytest.fixture
-def server():
-    s = Server()
-    s.thread.start()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
 
 
 def run_labels(*overrides: str, tmp_path: Path) -> subprocess.CompletedProcess:
