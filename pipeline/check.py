@@ -12,21 +12,13 @@ Its report holds no values, so it never changes: a passing check reruns nothing 
 from omegaconf import DictConfig
 
 from pipeline.common import project_path, stage
-from pipeline.config import validate
 from w2v.atomic import atomic_write_text
 
 REPORT = "params_check.txt"  # in paths.reports
 
 
-def check(cfg: DictConfig) -> None:
-    """Raise StageError naming the first value a stage of the pipeline would reject (the schema of
-    pipeline.config, which every stage applies to itself too)."""
-    validate(cfg)
-
-
 @stage
-def main(cfg: DictConfig) -> None:
-    check(cfg)
+def main(cfg: DictConfig) -> None:  # `stage` has applied pipeline.config.validate: a bad value never gets here
     atomic_write_text(project_path(cfg.paths.reports) / REPORT, "the parameters passed pipeline.check\n")
 
 

@@ -30,7 +30,6 @@ DIRECTIONS = {
     "eval_ws353_oov": "lower",
     "eval_simlex_oov": "lower",
     "eval_analogy_oov": "lower",
-    "eval_dev_loss": "lower",
     "final_loss_smoothed": "lower",
 }
 # the held-out figures every report shows, whatever the ranking metric
