@@ -26,12 +26,21 @@ def test_defaults_are_the_classic_run():
     assert dict(cfg.train) == {
         "dim": 10, "window": 5, "K": 10, "lr": 0.3, "lr_schedule": "step", "iterations": 40000,
         "batch_size": 50, "anneal_every": 20000, "checkpoint_every": 5000, "log_every": 10, "engine": "batched",
-        "seed": 0, "pool_copies": 30, "threads": "auto", "dtype": "auto"}
+        "seed": 0, "pool_copies": 30, "subsample": 1e-5, "threads": "auto", "dtype": "auto"}
     assert cfg.mlflow.experiment == "w2v"
     validate(cfg)
     config = train_config(cfg)
     assert (config.loss, config.dim, config.window, config.K, config.lr) == ("neg_sampling", 10, 5, 10, 0.3)
     assert config.dtype == "float32"  # dtype auto with negative sampling on the batched engine
+
+
+def test_each_loss_brings_its_own_step_and_subsampling_and_an_override_wins():
+    naive = train_config(composed("loss=naive_softmax"))
+    assert (naive.lr, naive.anneal_every, naive.subsample) == (2.0, 5000, 0.0)
+    assert train_config(composed()).subsample == 1e-5
+    assert train_config(composed("loss=naive_softmax", "train.subsample=1e-4")).subsample == 1e-4
+    with pytest.raises(StageError, match="train.subsample must be a finite number >= 0"):
+        validate(composed("train.subsample=-1"))
 
 
 def test_sweep_dimensions_compose():
@@ -90,7 +99,7 @@ def test_a_sweep_with_one_bad_value_stops_before_its_first_job(tmp_path):
 
 def _bad_overrides(key: str, rule) -> list[str]:
     """Overrides as a user types them: a value of the wrong type, then a wrong value of the right type."""
-    from w2v.rules import Boolean, Choice, Either, Integer, ListOf, Positive, Sha256, Text
+    from w2v.rules import Boolean, Choice, Either, Integer, ListOf, NonNegative, Positive, Sha256, Text
 
     if isinstance(rule, ListOf):  # a grid of numbers
         return [f"{key}=5", f"{key}=[]", f"{key}=[1,-1]"]
@@ -100,6 +109,8 @@ def _bad_overrides(key: str, rule) -> list[str]:
         return [f"{key}=abc", f"{key}={rule.minimum - 1}", f"{key}=2.5"]
     if isinstance(rule, Positive):
         return [f"{key}=fast", f"{key}=-1", f"{key}=inf", f"{key}=nan"]
+    if isinstance(rule, NonNegative):
+        return [f"{key}=fast", f"{key}=-1e-5", f"{key}=inf"]
     if isinstance(rule, Choice):
         return [f"{key}=3", f"{key}=nope"]
     if isinstance(rule, Boolean):

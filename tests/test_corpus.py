@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2v.corpus import Corpus, build_corpus, load_corpus, save_corpus
+from w2v.corpus import Corpus, build_corpus, keep_probabilities, load_corpus, save_corpus
 
 SENTENCES = [["the", "cat", "sat"], ["the", "dog"], ["a", "cat", "ran", "the"]]
 SPLIT = [1, 3, 2]  # train, dev, test
@@ -51,6 +51,13 @@ def test_keep_prob_and_neg_weight_formulas():
     assert corpus.keep_prob[0] == pytest.approx(np.sqrt(2.00002 / 200_000))
     assert corpus.keep_prob[1:].tolist() == [1.0, 1.0]
     assert corpus.neg_weight.tolist() == pytest.approx([200_000 ** 0.75, 1.0, 1.0])
+
+
+def test_keep_probabilities_follow_the_threshold_and_zero_keeps_everything():
+    counts = np.array([200_000, 1, 0])
+    assert keep_probabilities(counts, 1e-3)[0] == pytest.approx(np.sqrt(200.001 / 200_000))
+    assert keep_probabilities(counts, 1e-3)[1:].tolist() == [1.0, 1.0]
+    assert keep_probabilities(counts, 0).tolist() == [1.0, 1.0, 1.0]
 
 
 def test_min_count_maps_rare_words_to_unk():

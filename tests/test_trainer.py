@@ -67,6 +67,18 @@ def test_same_seed_bit_identical_other_seed_different(corpus, loss):
     assert first.train_seconds > 0 and first.compile_seconds > 0
 
 
+def test_subsample_zero_trains_on_every_occurrence_and_the_default_is_the_assignments(corpus):
+    default = train(corpus, TrainConfig(seed=1, **SMALL))
+    explicit = train(corpus, TrainConfig(seed=1, subsample=1e-5, **SMALL))
+    every_word = train(corpus, TrainConfig(seed=1, subsample=0, **SMALL))
+    assert np.array_equal(default.center_vectors, explicit.center_vectors)
+    assert not np.allclose(default.center_vectors, every_word.center_vectors)
+    assert config_fingerprint(TrainConfig(subsample=0, **SMALL), corpus) != \
+        config_fingerprint(TrainConfig(**SMALL), corpus)
+    with pytest.raises(ValueError, match="subsample must be a finite number >= 0"):
+        TrainConfig(subsample=-1e-5)
+
+
 def test_initialisation_as_the_assignment(corpus):
     center, outside = initial_vectors(corpus.vocab_size, 8, np.random.default_rng(0))
     assert center.shape == outside.shape == (corpus.vocab_size, 8)

@@ -83,13 +83,9 @@ class Corpus:
 
     @property
     def keep_prob(self) -> np.ndarray:
-        """float64 (V,): probability of keeping a token in subsampling, min(1, sqrt(t / count))."""
-        counts = self.counts.astype(np.float64)
-        t = SUBSAMPLING_THRESHOLD * counts.sum()
-        with np.errstate(divide="ignore"):
-            keep = np.minimum(1.0, np.sqrt(t / counts))
-        keep[self.counts == 0] = 1.0
-        return keep
+        """float64 (V,): probability of keeping a token in the assignment's subsampling
+        (keep_probabilities at SUBSAMPLING_THRESHOLD)."""
+        return keep_probabilities(self.counts, SUBSAMPLING_THRESHOLD)
 
     @property
     def neg_weight(self) -> np.ndarray:
@@ -112,6 +108,19 @@ class Corpus:
         if which not in SPLIT_LABELS:
             raise ValueError(f"which must be one of 'train', 'dev', 'test', 'all', got {which!r}")
         return _select_sentences(self.tokens, self.offsets, self.split == SPLIT_LABELS[which])
+
+
+def keep_probabilities(counts: np.ndarray, threshold: float) -> np.ndarray:
+    """float64 (V,): the probability of keeping an occurrence of each word when subsampling,
+    min(1, sqrt(t / count)) with t = threshold x the total count (Mikolov et al., 2013, as in
+    CS224n's utils/treebank.py); threshold 0 keeps every occurrence. counts: int (V,)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if threshold == 0:
+        return np.ones_like(counts)
+    with np.errstate(divide="ignore"):
+        keep = np.minimum(1.0, np.sqrt(threshold * counts.sum() / counts))
+    keep[counts == 0] = 1.0
+    return keep
 
 
 def _select_sentences(tokens, offsets, selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -76,6 +76,16 @@ class Positive(Rule):
         return "a finite number > 0"
 
 
+class NonNegative(Rule):
+    """A finite real number (int or float, not a bool) >= 0."""
+
+    def _allows(self, value) -> bool:
+        return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+    def describe(self) -> str:
+        return "a finite number >= 0"
+
+
 class Choice(Rule):
     """One of a fixed tuple of names."""
 

@@ -31,9 +31,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from w2v.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from w2v.corpus import SUBSAMPLING_THRESHOLD, keep_probabilities
 from w2v.engines import ENGINES
 from w2v.losses import LOSSES
-from w2v.rules import Choice, Integer, Positive, SettingError
+from w2v.rules import Choice, Integer, NonNegative, Positive, SettingError
 from w2v.sampling import NegativeTable, build_sentence_pool, training_streams
 
 LR_SCHEDULES = ("step", "linear")
@@ -46,8 +47,8 @@ TRAIN_RULES = {
     "loss": Choice(LOSSES), "dim": Integer(1), "window": Integer(1), "K": Integer(1), "lr": Positive(),
     "lr_schedule": Choice(LR_SCHEDULES), "iterations": Integer(1), "batch_size": Integer(1),
     "anneal_every": Integer(1), "checkpoint_every": Integer(1), "log_every": Integer(1),
-    "engine": Choice(ENGINES), "seed": Integer(0), "pool_copies": Integer(1), "threads": Integer(1),
-    "dtype": Choice(DTYPES + ("auto",)),
+    "engine": Choice(ENGINES), "seed": Integer(0), "pool_copies": Integer(1), "subsample": NonNegative(),
+    "threads": Integer(1), "dtype": Choice(DTYPES + ("auto",)),
 }
 
 
@@ -60,7 +61,9 @@ class TrainConfig:
     batch_size: windows per minibatch; lr_schedule: "step" | "linear" (see `learning_rate`);
     anneal_every: with the step schedule, lr halves after every this many iterations;
     checkpoint_every / log_every: in iterations; engine: "batched" | "loop"; seed: >= 0;
-    pool_copies: subsampled copies of the corpus in the sentence pool; threads: for negative
+    pool_copies: subsampled copies of the corpus in the sentence pool; subsample: the threshold t
+    of subsampling as a share of the training tokens (w2v.corpus.keep_probabilities; 1e-5, the
+    assignment's; 0 keeps every occurrence); threads: for negative
     sampling with the batched engine, numba threads that draw, compute and update together
     (bit-identical to 1 thread; pays with large batches, see w2v.engines.batched.Stepper); for
     naive softmax, BLAS threads for its matrix products (1, the default, is bit-reproducible;
@@ -86,6 +89,7 @@ class TrainConfig:
     engine: str = "batched"
     seed: int = 0
     pool_copies: int = 30
+    subsample: float = SUBSAMPLING_THRESHOLD
     threads: int = 1
     dtype: str = "float64"
 
@@ -99,7 +103,7 @@ class TrainConfig:
                                         f"{self.loss} with engine {self.engine}; use dtype float64 or auto")
         for field in fields(self):  # plain Python values: hashable, JSON-able, equal across sources
             value = getattr(self, field.name)
-            object.__setattr__(self, field.name, float(value) if field.name == "lr"
+            object.__setattr__(self, field.name, float(value) if field.name in ("lr", "subsample")
                                else value if isinstance(value, str) else int(value))
 
 
@@ -253,7 +257,7 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
     compile_seconds = _warm_up(config)  # numba's start-up and kernel loading, timed apart
     pool_seed, init_seed, train_seed = np.random.SeedSequence(config.seed).spawn(3)
     tokens, offsets = corpus.training_sentences()
-    pool = build_sentence_pool(tokens, offsets, corpus.keep_prob, config.pool_copies,
+    pool = build_sentence_pool(tokens, offsets, keep_probabilities(corpus.counts, config.subsample), config.pool_copies,
                                np.random.default_rng(pool_seed))
     table = NegativeTable.from_weights(corpus.neg_weight)
     fingerprint = config_fingerprint(config, corpus)
