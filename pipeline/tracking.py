@@ -68,9 +68,11 @@ def _artifact_location(uri: str) -> str | None:
     return (database.parent / "mlartifacts").resolve().as_uri()
 
 
-# MLflow 3's UI opens an experiment on the page its kind names; without this tag it shows the GenAI
-# overview (traces, evaluations). The value is the UI's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT
-# ("Machine learning" in its experiment-type picker), which opens on the training runs.
+# The experiment's kind, as MLflow 3 records it: ExperimentKind.CUSTOM_MODEL_DEVELOPMENT ("Machine
+# learning"). The UI of MLflow 3.17 does not choose its landing page by it: the kind comes from its
+# GenAI / Model training switch (useExperimentKind, shouldEnableWorkflowBasedNavigation() hard-coded
+# true), which starts on GenAI in a new browser (README, "In the MLflow UI"; mlflow/mlflow#24498).
+# The tag still says what the experiment is, for the UI's tag-based path and for API queries.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 

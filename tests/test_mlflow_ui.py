@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +24,7 @@ from conftest import require
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
+from headless_browser import HeadlessChromium
 from pipeline.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, get_or_create_experiment
 
 SEEDS = (0, 1, 2)
@@ -148,21 +148,72 @@ def test_experiments_are_model_training_experiments_of_the_pinned_ui(sweep_store
                for script in bundle.glob("main.*.js"))
 
 
-def rendered_page(url: str) -> str:
-    """The DOM of `url` after its scripts ran, in headless Chromium."""
+# What the page shows once the UI has routed the experiment: MLflow 3.17 sends /#/experiments/<id> on
+# to .../overview/usage?workflowType=genai or to .../runs?workflowType=machine_learning&...
+SHOWN = """(() => {
+    const text = document.body.innerText, hash = location.hash;
+    if (hash.includes('/overview/') && hash.includes('workflowType=genai') && text.includes('Detect Issues'))
+        return 'GenAI overview';
+    if (hash.includes('/runs?workflowType=machine_learning') && /\\d+ matching runs?/.test(text))
+        return 'training runs';
+    return null;
+})()"""
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium with a fresh profile, as a first visit: nothing in localStorage."""
     chromium = shutil.which("chromium")
     require(chromium is not None, "needs Debian's chromium (apt-get install chromium)")
-    done = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tempfile.mkdtemp()}",
-         "--virtual-time-budget=30000", "--window-size=1400,900", "--dump-dom", url],
-        capture_output=True, text=True, timeout=180)
-    return done.stdout
+    with HeadlessChromium(chromium) as browser:
+        yield browser
 
 
-def test_the_readme_address_opens_the_experiment_on_its_runs(ui, sweep_store):
-    dom = rendered_page(f"{ui}/#/experiments/{sweep_store['experiment_id']}?workflowType=machine_learning")
-    text = re.sub(r"<[^>]+>", " ", dom)
-    assert re.search(r"\bRuns\b", text) and re.search(r"\bsweep\b", text), text[-3000:]
-    assert "matching runs" in text
-    assert "Detect Issues" not in text and "Traces 0" not in " ".join(text.split())  # not the GenAI overview
+def test_a_fresh_browser_opens_the_experiment_on_the_genai_overview(ui, sweep_store, browser):
+    # the experiment is tagged as a model-training one, yet the pinned UI takes the kind from its
+    # GenAI / Model training switch, which starts on GenAI (the README says so)
+    assert MlflowClient(sweep_store["uri"]).get_experiment(
+        sweep_store["experiment_id"]).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    browser.open(f"{ui}/#/experiments/{sweep_store['experiment_id']}")
+    assert browser.wait_for(SHOWN) == "GenAI overview"
+    assert browser.location().endswith(f"#/experiments/{sweep_store['experiment_id']}/overview/usage?workflowType=genai")
+    # its charts of traces, empty, and MLflow's assistant pane beside them; no run list
+    browser.wait_for("['No data available for the selected time range', 'MLflow Assistant']"
+                     ".every(words => document.body.innerText.includes(words))")
+    assert not re.search(r"^sweep$", browser.text(), re.MULTILINE)
+
+
+def test_the_home_page_opens_the_experiment_on_the_genai_overview(ui, sweep_store, browser):
+    browser.open(f"{ui}/")
+    browser.wait_for("document.body.innerText.includes('Recent Experiments')")
+    browser.click("w2v", among=f"a[href='#/experiments/{sweep_store['experiment_id']}']")
+    assert browser.wait_for(SHOWN) == "GenAI overview"
+
+
+def test_the_readme_address_opens_the_experiment_on_its_runs_and_only_that_page(ui, sweep_store, browser):
+    browser.open(f"{ui}/#/experiments/{sweep_store['experiment_id']}?workflowType=machine_learning")
+    assert browser.wait_for(SHOWN) == "training runs"
+    browser.wait_for("document.body.innerText.split('\\n').includes('sweep')")  # the parent's row
+    text = browser.text()
+    assert f"{1 + len(SEEDS)} matching runs" in text and "seed=0" not in text  # its children folded in
+    assert browser.evaluate("localStorage.getItem('mlflow.workflowType_v1')") is None  # not remembered
+    browser.click("Experiments")
+    browser.wait_for("location.hash === '#/experiments'")  # the experiment list
+    browser.click("w2v", among=f"a[href='#/experiments/{sweep_store['experiment_id']}']")
+    assert browser.wait_for(SHOWN) == "GenAI overview"
+
+
+def test_the_model_training_switch_is_remembered_by_the_browser(ui, sweep_store, browser):
+    browser.open(f"{ui}/#/experiments/{sweep_store['experiment_id']}")
+    assert browser.wait_for(SHOWN) == "GenAI overview"
+    browser.click("Got it")  # the "Detect Issues in Your Traces" tip holds the page until dismissed
+    browser.wait_for("getComputedStyle(document.body).pointerEvents !== 'none'")
+    browser.click("Model training")
+    assert browser.wait_for(SHOWN) == "training runs"
+    assert browser.evaluate("localStorage.getItem('mlflow.workflowType_v1')") == '"machine_learning"'
+    browser.open(f"{ui}/")
+    browser.wait_for("document.body.innerText.includes('Recent Experiments')")
+    browser.click("w2v", among=f"a[href='#/experiments/{sweep_store['experiment_id']}']")
+    assert browser.wait_for(SHOWN) == "training runs"
+    browser.open(f"{ui}/#/experiments/{sweep_store['experiment_id']}")
+    assert browser.wait_for(SHOWN) == "training runs"
