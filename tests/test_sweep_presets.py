@@ -33,12 +33,14 @@ def test_each_preset_sweeps_its_parameter_over_three_seeds(name):
     assert "sweep" not in cfg  # the preset only sets hydra.sweeper.params and train.* sizes
 
 
-def test_each_loss_has_its_own_learning_rate():
-    # naive softmax learns nothing at negative sampling's lr (it stays at ln V), so each loss
-    # config carries its own default; an explicit train.lr still wins
-    assert composed().train.lr == 0.3
+def test_each_loss_has_its_own_learning_rate_and_subsampling():
+    # naive softmax learns nothing at negative sampling's lr (it stays at ln V), and on subsampled
+    # windows it learns a flatter distribution than the held-out NLL measures, so each loss config
+    # carries its own defaults; an explicit train.lr still wins
+    assert (composed().train.lr, composed().train.subsample) == (0.3, 1e-5)
     assert composed("loss=naive_softmax").train.lr == composed("loss=naive_softmax", "+sweep=loss").train.lr
-    assert composed("loss=naive_softmax").train.lr == 20
+    assert (composed("loss=naive_softmax").train.lr, composed("loss=naive_softmax").train.subsample) == (2, 0)
+    assert composed("loss=naive_softmax", "+sweep=loss").train.subsample == 0
     assert composed("loss=naive_softmax", "train.lr=0.1").train.lr == 0.1
 
 
