@@ -41,8 +41,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import tracking
-from pipeline.common import PROJECT_ROOT, StageError, project_path, stage
+from pipeline.common import StageError, dvc_stage_name, project_path, stage
 from pipeline.config import check_processed_corpus, train_config, training_fingerprint, with_machine_settings
+from pipeline.launcher import current_launcher_plan
 from w2v.atomic import atomic_directory, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,10 @@ def describe_job(cfg: DictConfig) -> Job:
 
         parent_run_id, skipped, run_name = job_context(cfg.mlflow.experiment)
         sweep_job, finished_run_id = job_key(), finished_run(cfg.mlflow.experiment)
-    # dvc.yaml runs the stage with hydra.run.dir=. in the project root (also in a queued copy)
-    dvc_stage = not multirun and output_dir == PROJECT_ROOT.resolve()
-    parallel = multirun and "basic" not in str(hydra_cfg.launcher.get("_target_", "basic")).lower()
+    dvc_stage = not multirun and dvc_stage_name() is not None
     return Job(dvc_stage=dvc_stage, output_dir=output_dir, overrides=list(hydra_cfg.overrides.task),
                multirun=multirun, parent_run_id=parent_run_id, skipped=skipped, run_name=run_name,
-               progress_bar=sys.stderr.isatty() and not parallel, sweep_job=sweep_job,
+               progress_bar=sys.stderr.isatty() and current_launcher_plan().sequential, sweep_job=sweep_job,
                finished_run_id=finished_run_id)
 
 
