@@ -13,6 +13,7 @@ and runs by hand on conf/ (`python -m pipeline.X key=value`) or, from dvc.yaml, 
 params.yaml (`--config-dir . --config-name params`).
 """
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,13 @@ def project_path(path: str | Path) -> Path:
     """Resolve a configured path: relative paths are relative to the project root, not the cwd."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def dvc_stage_name() -> str | None:
+    """The DVC stage this process runs as ("train"; "dir/dvc.yaml:name" outside the root), None
+    when DVC did not start it. DVC puts $DVC_STAGE into the environment of every stage command
+    (dvc.stage.run.prepare_kwargs), in `dvc repro`, `dvc exp run` and queued experiments alike."""
+    return os.environ.get("DVC_STAGE") or None
 
 
 def stage(task):

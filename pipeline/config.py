@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.common import StageError
+from pipeline.launcher import current_launcher_plan
 from w2v.corpus import TRAIN_ON
 from w2v.readers import CORPUS_KINDS
 from w2v.rules import Boolean, Choice, Either, Integer, ListOf, Positive, SettingError, Sha256, Text
@@ -148,25 +149,7 @@ def auto_threads(config: TrainConfig) -> int:
     if threads_change_bits(config) or config.engine == "loop":
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cpus // _parallel_jobs(cpus))
-
-
-def _parallel_jobs(cpus: int) -> int:
-    """How many jobs of this process's sweep run at once on this machine (1 outside a sweep)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return 1
-    launcher = HydraConfig.get().launcher
-    target = str(launcher.get("_target_", "")).lower()
-    if "joblib" in target:
-        n_jobs = launcher.get("n_jobs") or 1
-        return max(1, cpus + 1 + n_jobs if n_jobs < 0 else n_jobs)  # joblib: -1 is all CPUs
-    if "submitit" in target:  # each job gets cpus_per_task CPUs (SLURM also sets the affinity)
-        per_task = int(os.environ.get("SLURM_CPUS_PER_TASK") or launcher.get("cpus_per_task") or cpus)
-        return max(1, cpus // max(1, per_task))
-    return 1
+    return max(1, cpus // current_launcher_plan(cpus).jobs_at_once)
 
 
 def with_machine_settings(cfg: DictConfig) -> DictConfig:

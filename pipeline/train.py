@@ -21,6 +21,12 @@ infinite stops the run at once, FAILED, with its last good checkpoint kept; Ctrl
 marks it KILLED; a failure after the last iteration (figures, artifacts, evaluation) marks it
 FAILED with the trained vectors kept in the final checkpoint, and the same command then finishes
 the run without training again.
+
+One run in steps (run_training; docs/design.md draws it): describe_job (the DVC stage when DVC
+started this process, $DVC_STAGE; a Hydra run or a sweep job otherwise) -> prepare (corpus,
+TrainConfig, checkpoint folder) -> exclusive (the folder's lock) -> run_attempt: open_attempt
+(the MLflow run), train_logged, publish (write_outputs, artifacts, evaluation), FINISHED, with
+every failure mapped by end_failed_run -> forget_finished_run.
 """
 import fcntl
 import hashlib
@@ -41,9 +47,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import tracking
-from pipeline.common import PROJECT_ROOT, StageError, project_path, stage
+from pipeline.common import StageError, dvc_stage_name, project_path, stage
 from pipeline.config import check_processed_corpus, train_config, training_fingerprint, with_machine_settings
+from pipeline.launcher import current_launcher_plan
 from w2v.atomic import atomic_directory, atomic_write_text
+from w2v.corpus import Corpus  # pipeline.config has imported w2v.corpus and w2v.trainer already
+from w2v.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +88,10 @@ def describe_job(cfg: DictConfig) -> Job:
 
         parent_run_id, skipped, run_name = job_context(cfg.mlflow.experiment)
         sweep_job, finished_run_id = job_key(), finished_run(cfg.mlflow.experiment)
-    # dvc.yaml runs the stage with hydra.run.dir=. in the project root (also in a queued copy)
-    dvc_stage = not multirun and output_dir == PROJECT_ROOT.resolve()
-    parallel = multirun and "basic" not in str(hydra_cfg.launcher.get("_target_", "basic")).lower()
+    dvc_stage = not multirun and dvc_stage_name() is not None
     return Job(dvc_stage=dvc_stage, output_dir=output_dir, overrides=list(hydra_cfg.overrides.task),
                multirun=multirun, parent_run_id=parent_run_id, skipped=skipped, run_name=run_name,
-               progress_bar=sys.stderr.isatty() and not parallel, sweep_job=sweep_job,
+               progress_bar=sys.stderr.isatty() and current_launcher_plan().sequential, sweep_job=sweep_job,
                finished_run_id=finished_run_id)
 
 
@@ -358,6 +365,7 @@ class Attempt:
     """One invocation of a run: what a failure message and the MLflow record need."""
     run_id: str
     checkpoint_dir: Path
+    resumed: bool = False            # the run was opened before: its checkpoint, journal and metrics continue
     phase: str = "training"          # what was going on: "training", then the steps after it
     last_step: int = 0               # the last logged iteration
     model_dir: Path | None = None    # where the vectors were written, once they were
@@ -429,18 +437,18 @@ def mark_ended(client, run_id: str, status: str, reason: str, step: int | None =
             log.warning("could not mark MLflow run %s %s: %s", run_id, status, str(error).splitlines()[0])
 
 
-def train_logged(client, cfg: DictConfig, job: Job, corpus, config, attempt: Attempt, resumed: bool):
+def train_logged(client, job: Job, corpus, config, attempt: Attempt):
     """Train with the run's journal and MLflow metrics; returns (TrainResult, RunLogger, the
-    seconds the training loop spent logging)."""
+    seconds the training loop spent logging). A failure is raised as it is, for run_attempt."""
     from w2v.trainer import train
 
     journal_path = attempt.checkpoint_dir / JOURNAL_FILE
-    if not resumed:
+    if not attempt.resumed:
         journal_path.unlink(missing_ok=True)
     sink = tracking.MetricSink(attempt.run_id)
     run_logger = RunLogger(sink, journal_path, config.iterations, progress_lines=not job.progress_bar)
     try:
-        if resumed:
+        if attempt.resumed:
             backfilled = run_logger.backfill(tracking.logged_steps(client, attempt.run_id))
             log.info("the journal holds %d logged steps; %d of them were missing in MLflow",
                      len(run_logger.history), backfilled)
@@ -489,17 +497,11 @@ def final_metrics_of(client, run_id: str, result, logging_seconds: float, sink_s
     return final_metrics
 
 
-def publish(client, cfg: DictConfig, job: Job, corpus, config, attempt: Attempt, result, run_logger,
-            logging_seconds: float) -> dict:
-    """Everything after the last iteration: final metrics, the model folder (vectors before the
-    figures), the artifacts and, for a Hydra job, the evaluation. attempt.phase names each step."""
-    run_id = attempt.run_id
-    attempt.phase = "logging the final metrics"
-    final_metrics = final_metrics_of(client, run_id, result, logging_seconds, run_logger.sink.seconds,
-                                     config.iterations)
-    experiment_id = client.get_run(run_id).info.experiment_id
-    run_record = {"run_id": run_id, "tracking_uri": tracking.tracking_uri(), "experiment_id": experiment_id}
-    history = run_logger.history
+def write_outputs(cfg: DictConfig, job: Job, corpus, result, history, run_record: dict, final_metrics: dict,
+                  attempt: Attempt) -> Path:
+    """The model folder and the records beside it; returns the model folder. The DVC stage:
+    models/ (replaced whole), metrics/train.json and plots/loss.csv; a Hydra run or job: its
+    output folder, with train.json and loss.csv in it."""
     if job.dvc_stage:
         model_dir = project_path(cfg.paths.models)
         with atomic_directory(model_dir) as folder:
@@ -511,6 +513,21 @@ def publish(client, cfg: DictConfig, job: Job, corpus, config, attempt: Attempt,
         model_dir = attempt.model_dir = job.output_dir
         write_model_folder(model_dir, cfg, corpus, result, history, run_record, attempt)
         write_dvc_records(model_dir / "train.json", model_dir / "loss.csv", final_metrics, history)
+    return model_dir
+
+
+def publish(client, cfg: DictConfig, job: Job, corpus, config, attempt: Attempt, result, run_logger,
+            logging_seconds: float) -> dict:
+    """Everything after the last iteration: final metrics, the model folder (vectors before the
+    figures) and its records, the artifacts and, for a Hydra job, the evaluation; returns the
+    final metrics. attempt.phase names each step; a failure is raised as it is, for run_attempt."""
+    run_id = attempt.run_id
+    attempt.phase = "logging the final metrics"
+    final_metrics = final_metrics_of(client, run_id, result, logging_seconds, run_logger.sink.seconds,
+                                     config.iterations)
+    experiment_id = client.get_run(run_id).info.experiment_id
+    run_record = {"run_id": run_id, "tracking_uri": tracking.tracking_uri(), "experiment_id": experiment_id}
+    model_dir = write_outputs(cfg, job, corpus, result, run_logger.history, run_record, final_metrics, attempt)
     attempt.phase = "logging the model folder as artifacts"
     for name in MODEL_FILES:
         tracking.with_retries(client.log_artifact, run_id, str(model_dir / name))
@@ -524,8 +541,17 @@ def publish(client, cfg: DictConfig, job: Job, corpus, config, attempt: Attempt,
     return final_metrics
 
 
-def run_training(cfg: DictConfig, job: Job) -> dict:
-    from w2v.checkpoint import checkpoint_step, clear_checkpoint
+@dataclass
+class Prepared:
+    """What a run trains, known before anything is locked, opened or written."""
+    corpus: Corpus
+    config: TrainConfig
+    checkpoint_dir: Path  # this configuration's checkpoint folder (checkpoint_dir_for)
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """The first step: the processed corpus (refused, in one StageError line, when it is missing,
+    unreadable or built with other corpus.* settings), the TrainConfig and the checkpoint folder."""
     from w2v.corpus import corpus_settings, load_corpus
 
     processed = project_path(cfg.paths.processed)
@@ -536,27 +562,58 @@ def run_training(cfg: DictConfig, job: Job) -> dict:
         raise StageError(f"cannot read the processed corpus in {processed} ({error}): run `dvc repro tokenize` "
                          f"or `python -m pipeline.tokenize` first") from None
     check_processed_corpus(cfg, recorded or {"train_on": corpus.train_on}, processed)
-    config = train_config(cfg)
-    checkpoint_dir = checkpoint_dir_for(cfg, corpus)
+    return Prepared(corpus, train_config(cfg), checkpoint_dir_for(cfg, corpus))
+
+
+def open_attempt(client, cfg: DictConfig, job: Job, checkpoint_dir: Path) -> Attempt:
+    """This attempt's MLflow run (open_run: the checkpoint's, resumed, or a new one) and the
+    iteration its checkpoint is at."""
+    from w2v.checkpoint import checkpoint_step
+
+    run_id, resumed = open_run(client, cfg, job, checkpoint_dir)
+    return Attempt(run_id, checkpoint_dir, resumed=resumed, last_step=checkpoint_step(checkpoint_dir) or 0)
+
+
+def run_attempt(client, cfg: DictConfig, job: Job, prepared: Prepared) -> tuple[Attempt, dict]:
+    """Open the run, train (train_logged), publish and mark the run FINISHED; returns the attempt
+    and the final metrics. The one place where a failure, from the run's opening on, gets its
+    MLflow status and its one line (end_failed_run); before the run is open there is nothing to
+    record, and a failure is raised as it is. Call it holding the checkpoint folder's lock."""
+    attempt = None
+    try:
+        with signals_held():  # an interruption now is recorded in the run once it is open
+            attempt = open_attempt(client, cfg, job, prepared.checkpoint_dir)
+        result, run_logger, logging_seconds = train_logged(client, job, prepared.corpus, prepared.config, attempt)
+        final_metrics = publish(client, cfg, job, prepared.corpus, prepared.config, attempt, result, run_logger,
+                                logging_seconds)
+        tracking.with_retries(client.set_terminated, attempt.run_id, status="FINISHED")
+    except BaseException as error:
+        if attempt is None:
+            raise
+        raise end_failed_run(client, attempt, error, prepared.config) from None
+    return attempt, final_metrics
+
+
+def forget_finished_run(checkpoint_dir: Path) -> None:
+    """A FINISHED run leaves nothing to resume: its run file, journal and checkpoint go (and with
+    them the folder, when `exclusive` releases it)."""
+    from w2v.checkpoint import clear_checkpoint
+
+    for name in (RUN_FILE, JOURNAL_FILE):
+        (checkpoint_dir / name).unlink(missing_ok=True)
+    clear_checkpoint(checkpoint_dir)
+
+
+def run_training(cfg: DictConfig, job: Job) -> dict:
+    """One run: prepare, then under the checkpoint folder's lock run_attempt (open the MLflow run,
+    train, publish) and forget the finished run's checkpoint; returns {"run_id", final metrics}."""
+    prepared = prepare(cfg)
     client = tracking.client()
     catch_termination()
-    with exclusive(checkpoint_dir):
-        attempt = None
-        try:
-            with signals_held():  # an interruption now is recorded in the run once it is open
-                run_id, resumed = open_run(client, cfg, job, checkpoint_dir)
-                attempt = Attempt(run_id, checkpoint_dir, last_step=checkpoint_step(checkpoint_dir) or 0)
-            result, run_logger, logging_seconds = train_logged(client, cfg, job, corpus, config, attempt, resumed)
-            final_metrics = publish(client, cfg, job, corpus, config, attempt, result, run_logger, logging_seconds)
-            tracking.with_retries(client.set_terminated, run_id, status="FINISHED")
-        except BaseException as error:
-            if attempt is None:
-                raise
-            raise end_failed_run(client, attempt, error, config) from None
-        for name in (RUN_FILE, JOURNAL_FILE):
-            (checkpoint_dir / name).unlink(missing_ok=True)
-        clear_checkpoint(checkpoint_dir)
-    return {"run_id": run_id, **final_metrics}
+    with exclusive(prepared.checkpoint_dir):
+        attempt, final_metrics = run_attempt(client, cfg, job, prepared)
+        forget_finished_run(prepared.checkpoint_dir)
+    return {"run_id": attempt.run_id, **final_metrics}
 
 
 def run_job(cfg: DictConfig, job: Job) -> dict:

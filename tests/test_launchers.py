@@ -68,3 +68,46 @@ def test_submitit_local_sweep_lands_in_the_store_of_mlflow_tracking_uri(sst_dir,
         assert child.info.status == "FINISHED", child.data.tags.get("failure_reason")
         assert_full_history(client, child.info.run_id, iterations, log_every)
         assert_vectors_artifact(client, child.info.run_id, tmp_path / "downloads")
+
+
+# What a launcher means for a job (pipeline.launcher), recognised by the class its config names.
+
+@pytest.mark.parametrize("overrides, cpus, sequential, jobs_at_once", [
+    ([], 8, True, 1),                                                    # Hydra's BasicLauncher
+    (["hydra/launcher=basic"], 8, True, 1),
+    (["hydra/launcher=joblib"], 8, False, 8),                            # joblib's n_jobs=-1: all CPUs
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=3"], 8, False, 3),
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=-2"], 8, False, 7),
+    (["hydra/launcher=submitit_local"], 8, False, 1),                    # no cpus_per_task: the machine each
+    (["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=2"], 8, False, 4),
+    (["hydra/launcher=cluster_local"], 4, False, 4),                     # cpus_per_task 1 (resources file)
+    (["hydra/launcher=cluster"], 4, False, 4),                           # SLURM, from the same file
+])
+def test_launcher_plans_of_composed_launcher_configs(monkeypatch, overrides, cpus, sequential, jobs_at_once):
+    from pipeline.launcher import launcher_plan
+
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    plan = launcher_plan(cfg.hydra.launcher, cpus)
+    assert (plan.sequential, plan.jobs_at_once) == (sequential, jobs_at_once)
+
+
+def test_a_launcher_is_known_by_its_class_not_by_its_name(monkeypatch):
+    from pipeline.launcher import launcher_plan
+
+    # a subclass of the BasicLauncher whose path does not say "basic" still runs the jobs in turn
+    assert launcher_plan(OmegaConf.create({"_target_": "launcher_support.InTurnLauncher"}), 8).sequential
+    # and a launcher whose path does say "basic" but is not one is not taken for it
+    assert not launcher_plan(OmegaConf.create({"_target_": "launcher_support.basic_parallel.Launcher"}), 8).sequential
+    # SLURM's own count wins over the config's request
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
+    cluster = OmegaConf.create({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+                                "cpus_per_task": 1})
+    assert launcher_plan(cluster, 8).jobs_at_once == 2
+
+
+def test_outside_a_multirun_the_plan_is_a_single_run():
+    from pipeline.launcher import SINGLE_RUN, current_launcher_plan
+
+    assert current_launcher_plan(8) == SINGLE_RUN

@@ -390,3 +390,66 @@ def test_a_negative_sampling_checkpoint_resumes_with_another_thread_count(corpus
     rest = train(corpus, TrainConfig(**config, threads=1), checkpoint_dir=tmp_path)
     assert rest.resumed_from_step == 50
     assert np.array_equal(rest.center_vectors, uninterrupted.center_vectors)
+
+
+# The steps of `train`, each on its own.
+
+def test_resume_state_carries_the_checkpoint_and_leaves_a_fresh_state_without_one(corpus, tmp_path):
+    from w2v.trainer import initial_state, resume_state
+
+    config = TrainConfig(**SMALL)
+    fingerprint = config_fingerprint(config, corpus)
+    seeds = np.random.SeedSequence(config.seed).spawn(3)
+    fresh = initial_state(corpus, config, seeds[1], seeds[2])
+    assert fresh.step == 0 and fresh.loss_smoothed is None and fresh.resumed_from_step is None
+    assert resume_state(fresh, tmp_path / "none", fingerprint, config) is fresh
+
+    finished = train(corpus, config, checkpoint_dir=tmp_path)
+    resumed = resume_state(initial_state(corpus, config, seeds[1], seeds[2]), tmp_path, fingerprint, config)
+    assert (resumed.step, resumed.resumed_from_step) == (60, 60)
+    assert resumed.loss_smoothed == finished.loss_smoothed
+    assert np.array_equal(resumed.center_vectors, finished.center_vectors)
+    assert resumed.center_vectors.flags.c_contiguous and resumed.center_vectors.dtype == np.float64
+    with pytest.raises(ValueError, match="past iterations=30"):
+        resume_state(fresh, tmp_path, fingerprint, TrainConfig(**{**SMALL, "iterations": 30}))
+
+
+def test_run_events_smooth_the_loss_at_log_points_and_checkpoint_on_schedule(corpus, tmp_path):
+    from w2v.checkpoint import checkpoint_step
+    from w2v.trainer import RunEvents, initial_state
+
+    config = TrainConfig(**{**SMALL, "iterations": 50, "log_every": 10, "checkpoint_every": 20})
+    seeds = np.random.SeedSequence(0).spawn(3)
+    state = initial_state(corpus, config, seeds[1], seeds[2])
+    hooks = Recorder()
+    events = RunEvents(config, hooks, tmp_path, "fingerprint", {"run": 1})
+    events.start(0, 0.0)
+    for step, loss in [(5, 9.0), (10, 4.0), (20, 2.0), (30, 1.0), (50, 3.0)]:
+        state.step = step
+        events.after(state, np.array([loss]))
+    assert [(r.step, r.loss) for r in hooks.records] == [(10, 4.0), (20, 2.0), (30, 1.0), (50, 3.0)]
+    expected = 4.0
+    for record, loss in zip(hooks.records[1:], (2.0, 1.0, 3.0)):
+        expected = 0.95 * expected + 0.05 * loss
+        assert record.loss_smoothed == expected
+    assert hooks.records[0].loss_smoothed == 4.0  # the first log point starts the average
+    assert hooks.checkpoints == [20, 50]  # every checkpoint_every and at the last iteration
+    assert checkpoint_step(tmp_path) == 50 and read_checkpoint_metadata(tmp_path) == {"run": 1}
+
+
+def test_run_iterations_stops_at_a_non_finite_loss_at_the_last_good_event(corpus):
+    from w2v.trainer import RunEvents, _stepper, initial_state, run_iterations
+
+    config = TrainConfig(**{**SMALL, "lr": 1e30, "iterations": 200, "log_every": 1})
+    seeds = np.random.SeedSequence(0).spawn(3)
+    state = initial_state(corpus, config, seeds[1], seeds[2])
+    from w2v.sampling import NegativeTable, build_sentence_pool
+
+    tokens, offsets = corpus.training_sentences()
+    pool = build_sentence_pool(tokens, offsets, corpus.keep_prob, 1, np.random.default_rng(seeds[0]))
+    stepper = _stepper(config, pool, NegativeTable.from_weights(corpus.neg_weight), state.center_vectors,
+                       state.outside_vectors, config.window, config.K, config.batch_size)
+    hooks = Recorder()
+    with pytest.raises(DivergenceError) as error:
+        run_iterations(stepper, state, config, RunEvents(config, hooks, None, "f", {}))
+    assert error.value.step == state.step + 1 == hooks.records[-1].step + 1

@@ -238,6 +238,122 @@ def _next_event(step, config: TrainConfig) -> int:
                  for every in (config.log_every, config.anneal_every, config.checkpoint_every)))
 
 
+@dataclass
+class TrainingState:
+    """Where a run is. step: iterations done; loss_smoothed: None before the first log point;
+    rngs: the w2v.sampling.training_streams Generators; center_vectors, outside_vectors: (V, d) in
+    config.dtype, updated in place by the engine; resumed_from_step: the checkpoint's iteration,
+    None for a fresh run."""
+    step: int
+    loss_smoothed: float | None
+    rngs: list
+    center_vectors: np.ndarray
+    outside_vectors: np.ndarray
+    resumed_from_step: int | None = None
+
+
+def initial_state(corpus, config: TrainConfig, init_seed, train_seed) -> TrainingState:
+    """Iteration 0: the initial vectors (drawn from init_seed) and fresh training streams."""
+    rngs = training_streams(train_seed)
+    center_vectors, outside_vectors = initial_vectors(corpus.vocab_size, config.dim,
+                                                      np.random.default_rng(init_seed), config.dtype)
+    return TrainingState(0, None, rngs, center_vectors, outside_vectors)
+
+
+def resume_state(state: TrainingState, checkpoint_dir: Path, fingerprint: str,
+                 config: TrainConfig) -> TrainingState:
+    """`state` carried on from the checkpoint in checkpoint_dir, if there is one (its step, smoothed
+    loss, Generator states and vectors); `state` itself when there is none. ValueError for a
+    checkpoint of another configuration (w2v.checkpoint.load_checkpoint) or one past config.iterations."""
+    saved = load_checkpoint(checkpoint_dir, fingerprint)
+    if saved is None:
+        return state
+    if saved.step > config.iterations:
+        raise ValueError(f"checkpoint_dir: its checkpoint is at iteration {saved.step}, past "
+                         f"iterations={config.iterations}; use another folder or delete it")
+    for rng, rng_state in zip(state.rngs, saved.rng_states):
+        rng.bit_generator.state = rng_state
+    return TrainingState(saved.step, saved.loss_smoothed, state.rngs,
+                         np.ascontiguousarray(saved.center_vectors, dtype=config.dtype),
+                         np.ascontiguousarray(saved.outside_vectors, dtype=config.dtype), saved.step)
+
+
+class RunEvents:
+    """What happens between engine calls: a log point every log_every iterations (smoothed loss,
+    speed, hooks.on_log, the progress bar) and a checkpoint every checkpoint_every iterations and
+    after the last one (when checkpoint_dir is given)."""
+
+    def __init__(self, config: TrainConfig, hooks: TrainHooks, checkpoint_dir: Path | None,
+                 fingerprint: str, metadata: dict, bar=None):
+        self.config, self.hooks, self.bar = config, hooks, bar
+        self.checkpoint_dir, self.fingerprint, self.metadata = checkpoint_dir, fingerprint, metadata
+        self.last_log_step, self.last_log_time = 0, time.perf_counter()
+
+    def start(self, step: int, now: float) -> None:
+        """The loop starts at iteration `step` at time `now` (time.perf_counter, seconds)."""
+        self.last_log_step, self.last_log_time = step, now
+
+    def after(self, state: TrainingState, losses: np.ndarray) -> None:
+        """state.step iterations are done; `losses`: the batch-mean losses of the last engine call."""
+        if self.bar is not None:
+            self.bar.update(len(losses))
+        if state.step % self.config.log_every == 0:
+            self.log(state, float(losses[-1]))
+        if self.checkpoint_dir is not None and (state.step % self.config.checkpoint_every == 0
+                                                or state.step == self.config.iterations):
+            self.checkpoint(state)
+
+    def log(self, state: TrainingState, loss: float) -> None:
+        """Update the smoothed loss (the first value is the loss itself) and report a LogRecord."""
+        config, step = self.config, state.step
+        state.loss_smoothed = loss if state.loss_smoothed is None else 0.95 * state.loss_smoothed + 0.05 * loss
+        now = time.perf_counter()
+        speed = (step - self.last_log_step) * config.batch_size / max(now - self.last_log_time, 1e-12)
+        self.last_log_step, self.last_log_time = step, now
+        self.hooks.on_log(LogRecord(step, loss, state.loss_smoothed, learning_rate(config, step), speed))
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{state.loss_smoothed:.3f}", refresh=False)
+
+    def checkpoint(self, state: TrainingState) -> None:
+        self.hooks.before_checkpoint(state.step)
+        save_checkpoint(self.checkpoint_dir, Checkpoint(
+            state.step, learning_rate(self.config, state.step + 1), state.loss_smoothed,
+            [rng.bit_generator.state for rng in state.rngs],
+            state.center_vectors, state.outside_vectors, self.fingerprint, self.metadata))
+
+
+def run_iterations(stepper, state: TrainingState, config: TrainConfig, events: RunEvents) -> float:
+    """Step from state.step to config.iterations, calling the engine up to the next event and then
+    `events`; returns the wall seconds it took. Raises DivergenceError at the first non-finite
+    minibatch loss (state.step stays at the last event before it)."""
+    # BLAS (naive softmax's products) on config.threads threads, 1 by default: the (50, V) x (V, 10)
+    # products gain little from a second thread on a shared machine, and one keeps bit-identity
+    blas_threads = threadpool_limits(limits=config.threads, user_api="blas")
+    start = time.perf_counter()
+    events.start(state.step, start)
+    try:
+        while state.step < config.iterations:
+            target = _next_event(state.step, config)
+            losses = stepper.run(state.rngs, learning_rate(config, np.arange(state.step + 1, target + 1)),
+                                 target - state.step)
+            if len(losses) < target - state.step or not np.isfinite(losses[-1]):
+                failed = state.step + len(losses)
+                raise DivergenceError(failed, float(losses[-1]), learning_rate(config, failed))
+            state.step = target
+            events.after(state, losses)
+        return time.perf_counter() - start
+    finally:
+        blas_threads.restore_original_limits()
+
+
+def _checked_metadata(config, metadata: dict | None) -> dict:
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    metadata = dict(metadata or {})
+    json.dumps(metadata)  # fail now, not at the first checkpoint, on non-JSON-able metadata
+    return metadata
+
+
 def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
           hooks: TrainHooks | None = None, metadata: dict | None = None,
           progress: bool = False) -> TrainResult:
@@ -249,11 +365,7 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
     saved). metadata: JSON-able, stored in every checkpoint. progress: a tqdm bar on a terminal.
     Raises DivergenceError at the first non-finite minibatch loss.
     """
-    if not isinstance(config, TrainConfig):
-        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-    hooks = hooks or TrainHooks()
-    metadata = dict(metadata or {})
-    json.dumps(metadata)  # fail now, not at the first checkpoint, on non-JSON-able metadata
+    metadata = _checked_metadata(config, metadata)
     compile_seconds = _warm_up(config)  # numba's start-up and kernel loading, timed apart
     pool_seed, init_seed, train_seed = np.random.SeedSequence(config.seed).spawn(3)
     tokens, offsets = corpus.training_sentences()
@@ -261,65 +373,19 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
                                np.random.default_rng(pool_seed))
     table = NegativeTable.from_weights(corpus.neg_weight)
     fingerprint = config_fingerprint(config, corpus)
+    state = initial_state(corpus, config, init_seed, train_seed)
+    if checkpoint_dir is not None:
+        state = resume_state(state, checkpoint_dir, fingerprint, config)
 
-    step, loss_smoothed = 0, None
-    rngs = training_streams(train_seed)
-    center_vectors, outside_vectors = initial_vectors(corpus.vocab_size, config.dim,
-                                                      np.random.default_rng(init_seed), config.dtype)
-    resumed_from_step = None
-    saved = load_checkpoint(checkpoint_dir, fingerprint) if checkpoint_dir is not None else None
-    if saved is not None:
-        if saved.step > config.iterations:
-            raise ValueError(f"checkpoint_dir: its checkpoint is at iteration {saved.step}, past "
-                             f"iterations={config.iterations}; use another folder or delete it")
-        step, loss_smoothed = saved.step, saved.loss_smoothed
-        for rng, state in zip(rngs, saved.rng_states):
-            rng.bit_generator.state = state
-        center_vectors = np.ascontiguousarray(saved.center_vectors, dtype=config.dtype)
-        outside_vectors = np.ascontiguousarray(saved.outside_vectors, dtype=config.dtype)
-        resumed_from_step = saved.step
-
-    stepper = _stepper(config, pool, table, center_vectors, outside_vectors, config.window,
+    stepper = _stepper(config, pool, table, state.center_vectors, state.outside_vectors, config.window,
                        config.K, config.batch_size)
-    bar = _progress_bar(config, step, progress)
-    # BLAS (naive softmax's products) on config.threads threads, 1 by default: the (50, V) x (V, 10)
-    # products gain little from a second thread on a shared machine, and one keeps bit-identity
-    blas_threads = threadpool_limits(limits=config.threads, user_api="blas")
-    start = last_log_time = time.perf_counter()
-    last_log_step = step
+    bar = _progress_bar(config, state.step, progress)
+    events = RunEvents(config, hooks or TrainHooks(), checkpoint_dir, fingerprint, metadata, bar)
     try:
-        while step < config.iterations:
-            target = _next_event(step, config)
-            losses = stepper.run(rngs, learning_rate(config, np.arange(step + 1, target + 1)),
-                                 target - step)
-            if len(losses) < target - step or not np.isfinite(losses[-1]):
-                failed = step + len(losses)
-                raise DivergenceError(failed, float(losses[-1]), learning_rate(config, failed))
-            step = target
-            if bar is not None:
-                bar.update(len(losses))
-            if step % config.log_every == 0:
-                loss = float(losses[-1])
-                loss_smoothed = loss if loss_smoothed is None else 0.95 * loss_smoothed + 0.05 * loss
-                now = time.perf_counter()
-                windows = (step - last_log_step) * config.batch_size
-                speed = windows / max(now - last_log_time, 1e-12)
-                last_log_step, last_log_time = step, now
-                hooks.on_log(LogRecord(step, loss, loss_smoothed, learning_rate(config, step), speed))
-                if bar is not None:
-                    bar.set_postfix(loss=f"{loss_smoothed:.3f}", refresh=False)
-            if checkpoint_dir is not None and (step % config.checkpoint_every == 0
-                                               or step == config.iterations):
-                hooks.before_checkpoint(step)
-                save_checkpoint(checkpoint_dir, Checkpoint(
-                    step, learning_rate(config, step + 1), loss_smoothed,
-                    [rng.bit_generator.state for rng in rngs],
-                    center_vectors, outside_vectors, fingerprint, metadata))
+        train_seconds = run_iterations(stepper, state, config, events)
     finally:
-        blas_threads.restore_original_limits()
         if bar is not None:
             bar.close()
-    train_seconds = time.perf_counter() - start
-    return TrainResult(center_vectors, outside_vectors,
-                       float("nan") if loss_smoothed is None else loss_smoothed,
-                       train_seconds, compile_seconds, resumed_from_step)
+    return TrainResult(state.center_vectors, state.outside_vectors,
+                       float("nan") if state.loss_smoothed is None else state.loss_smoothed,
+                       train_seconds, compile_seconds, state.resumed_from_step)
