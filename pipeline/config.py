@@ -32,9 +32,11 @@ MISSING = "???"
 RULES = {
     "corpus.kind": Choice(CORPUS_KINDS),
     "corpus.url": Text(),                     # may be ??? until the download stage needs it
+    # corpus.size, .sha256, .files and the labels' likewise: optional overrides of the published
+    # data sets' pins (w2v.sources), e.g. +corpus.sha256=<hex>; null skips the check
     "corpus.size": Integer(0, nullable=True),
     "corpus.sha256": Sha256(nullable=True),
-    "corpus.files.*": Sha256(),               # {file name: sha256}
+    "corpus.files.*": Sha256(nullable=True),  # {file name: sha256}
     "corpus.fix_encoding": Boolean(),
     "corpus.train_on": Choice(TRAIN_ON),
     "corpus.min_count": Integer(1),
@@ -55,8 +57,8 @@ RULES = {
     "labels.url": Text(),
     "labels.size": Integer(0, nullable=True),
     "labels.sha256": Sha256(nullable=True),
-    "labels.files.*": Sha256(),               # {file name: sha256}
-    "labels.train_lines": Integer(1),
+    "labels.files.*": Sha256(nullable=True),  # {file name: sha256}
+    "labels.train_lines": Integer(1, nullable=True),
     "compare.experiment": Text(nullable=True),
     "compare.parent_run": Text(nullable=True),
     "compare.metric": Text(),
@@ -64,9 +66,11 @@ RULES = {
     **{f"paths.{name}": Text() for name in ("download_cache", "raw", "labels", "processed", "reports", "models",
                                             "metrics", "plots", "checkpoints")},
 }
-# keys a configuration may leave out: the options of pipeline.compare live in conf/config.yaml,
-# not in params.yaml, so the DVC stages (params.yaml + paths) do not have them
-OPTIONAL = {"compare.experiment", "compare.parent_run", "compare.metric", "compare.output_dir"}
+# keys a configuration may leave out: the options of pipeline.compare and evaluate.vectors live in
+# conf/config.yaml, not in params.yaml, so the DVC stages (params.yaml + paths) do not have them; the
+# checksum overrides are absent unless given (the download stages then use w2v.sources' pins)
+OPTIONAL = {"compare.experiment", "compare.parent_run", "compare.metric", "compare.output_dir", "evaluate.vectors",
+            "corpus.size", "corpus.sha256", "labels.size", "labels.sha256", "labels.train_lines"}
 # keys that may stay ??? (MISSING) until the stage that needs them checks them
 MAY_BE_UNSET = {"corpus.url"}
 # the corpus.* keys the tokenize stage reads the corpus with (recorded in the processed corpus)
@@ -77,10 +81,13 @@ _BOOKKEEPING_KEYS = ("checkpoint_every",)
 
 def _leaves(node: dict, prefix: str = ""):
     """(dotted key, value, its rule or None) of every leaf of a plain nested dict; the entries of a
-    mapping with a wildcard rule ("corpus.files.*") are leaves, whatever their names hold."""
+    mapping with a wildcard rule ("corpus.files.*") are leaves, whatever their names hold; such a
+    mapping may be null (none)."""
     for key, value in node.items():
         name = f"{prefix}{key}"
         if f"{name}.*" in RULES:
+            if value is None:
+                continue
             if not isinstance(value, dict):
                 raise StageError(f"{name} must be a mapping (name: value), got {value!r}")
             yield from ((f"{name}.{entry}", item, RULES[f"{name}.*"]) for entry, item in value.items())

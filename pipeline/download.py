@@ -3,13 +3,16 @@
     python -m pipeline.download                                          # the official SST archive
     python -m pipeline.download corpus.url=../shared/data/stanfordSentimentTreebank   # a local folder
     python -m pipeline.download corpus.url=file:///data/stanfordSentimentTreebank.zip # a local zip
-    python -m pipeline.download corpus=text corpus.url=https://host/corpus.txt corpus.sha256=null
+    python -m pipeline.download corpus=text corpus.url=https://host/corpus.txt +corpus.sha256=<hex>  # checked
     dvc repro download                                                   # as a pipeline stage
 
 `corpus.url` is an http(s) or file:// URL or a path (relative paths start at the project root).
 Downloads stream into .cache/downloads/ (git-ignored, outside every DVC output; another folder
-with paths.download_cache=...), resume after an interruption and are checked against
-corpus.size and corpus.sha256; an extracted folder is checked file by file against corpus.files. The output folder paths.raw (data/raw) is then replaced whole:
+with paths.download_cache=...), resume after an interruption and are checked against the size
+and sha256 of the published archive (w2v.sources), or the optional +corpus.size=... and
++corpus.sha256=... (null: unchecked; corpus=text has no pins); an extracted folder is checked file
+by file against the published files' sha256 (+corpus.files={name: sha256} overrides). The output
+folder paths.raw (data/raw) is then replaced whole:
 datasetSentences.txt and datasetSplit.txt for corpus=sst, corpus.txt for corpus=text, and
 source.json (where the files came from, their sha256). If it already holds the verified files of
 the same source, the stage does nothing.
@@ -28,6 +31,7 @@ from omegaconf.errors import MissingMandatoryValue
 from w2v.archive import ArchiveError, copy_with_sha256, extract_files, sha256_of
 from w2v.atomic import atomic_directory
 from w2v.fetch import FetchError, HostUnreachableError, HTTPStatusError, IntegrityError, fetch, verify
+from w2v.sources import PUBLISHED_CORPORA, PublishedDataSet
 
 from pipeline.common import StageError, project_path, stage
 from pipeline.config import RULES
@@ -38,7 +42,8 @@ _DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 def corpus_source(cfg: DictConfig) -> dict:
-    """The checked corpus.* download settings: kind, url, size, sha256, files."""
+    """The checked corpus.* download settings: kind, url, size, sha256, files (the published
+    corpus's pins, w2v.sources, unless overridden)."""
     corpus = cfg.get("corpus")
     if corpus is None:
         raise StageError("the configuration has no corpus section; run on conf/ or params.yaml")
@@ -50,25 +55,31 @@ def corpus_source(cfg: DictConfig) -> dict:
     problem = RULES["corpus.kind"].problem(kind)
     if problem is not None:
         raise StageError(f"corpus.kind {problem} (choose corpus=sst or corpus=text)")
-    return {"kind": kind, **checked_source(source, "corpus")}
+    return {"kind": kind, **checked_source(source, "corpus", PUBLISHED_CORPORA.get(kind))}
 
 
-def checked_source(source: dict, key: str) -> dict:
-    """url, size, sha256 and files of the download settings `source` (the config section `key`),
-    checked by the rules of pipeline.config (also for callers without validate) and normalised
-    (lowercase digests)."""
+def checked_source(source: dict, key: str, published: PublishedDataSet | None) -> dict:
+    """url, size, sha256 and files of the download settings `source` (the config section `key`):
+    the `published` data set's pins where `source` has no such key (+key.sha256=... overrides
+    one, null skips its check; +key.files={name: sha256} overrides the pins of those files).
+    Checked by the rules of pipeline.config (also for callers without validate) and normalised
+    (lowercase digests; files without a digest left out)."""
     for name in ("url", "size", "sha256"):
         problem = RULES[f"{key}.{name}"].problem(source.get(name))
         if problem is not None:
             raise StageError(f"{key}.{name} {problem}")
-    files = source.get("files") or {}
+    files, given = dict(published.files) if published else {}, source.get("files", {})
+    if given is not None and not isinstance(given, dict):
+        raise StageError(f"{key}.files must be a mapping (name: sha256) or null, got {given!r}")
+    files = {**files, **given} if given is not None else {}
     for name, digest in files.items():
         problem = RULES[f"{key}.files.*"].problem(digest)
         if problem is not None:
             raise StageError(f"{key}.files.{name} {problem}")
-    url, size, sha256 = source["url"], source.get("size"), source.get("sha256")
-    return {"url": url.strip(), "size": size, "sha256": sha256 and sha256.lower(),
-            "files": {name: digest.lower() for name, digest in files.items()}}
+    size = source["size"] if "size" in source else published and published.archive_size
+    sha256 = source["sha256"] if "sha256" in source else published and published.archive_sha256
+    return {"url": source["url"].strip(), "size": size, "sha256": sha256 and sha256.lower(),
+            "files": {name: digest.lower() for name, digest in files.items() if digest is not None}}
 
 
 def local_path(url: str, key: str = "corpus") -> Path | None:
@@ -115,11 +126,12 @@ def is_up_to_date(raw: Path, source: dict, names: tuple[str, ...] | None = None)
 
 
 def check_pinned(where: str, checksums: dict[str, str], pinned: dict[str, str], key: str = "corpus") -> None:
-    """Raise StageError if a written file's sha256 differs from its `key`.files value."""
+    """Raise StageError if a written file's sha256 differs from its pin (`key`.files)."""
     for name, digest in checksums.items():
         if name in pinned and digest != pinned[name]:
             raise StageError(f"{where}: {name} has sha256 {digest}, expected {key}.files.{name}={pinned[name]}; "
-                             f"use the original SST files, or update {key}.files if you changed them on purpose")
+                             f"use the original SST files, or if you changed it on purpose pass "
+                             f"'+{key}.files={{{name}:{digest}}}' (null skips the check)")
 
 
 def materialize(source: dict, target: Path, cache_dir: Path, progress: bool) -> dict[str, str]:
@@ -183,8 +195,9 @@ def explain(error: Exception, source: dict, key: str = "corpus",
             return f"{error}; the server is failing: try again later, or set {key}.url to a mirror or a local copy"
         return f"{error}; check {key}.url (a mirror or a local copy works too)"
     if isinstance(error, IntegrityError):
-        return (f"{error}: not the file {key}.size and {key}.sha256 describe; check {key}.url, or if this "
-                f"file is right set {key}.size and {key}.sha256 to its values (null skips the check)")
+        return (f"{error}: not the expected file (the published archive's size and sha256, w2v/sources.py, "
+                f"or the +{key}.size and +{key}.sha256 given); check {key}.url, or if this file is right pass "
+                f"its values as +{key}.size=<bytes> +{key}.sha256=<hex> (null skips the check)")
     if isinstance(error, ArchiveError):
         return f"{error}; point {key}.url at an intact SST zip or the extracted folder"
     if isinstance(error, FetchError):

@@ -7,9 +7,11 @@
 `labels.url` is the official `trainDevTestTrees_PTB.zip` (or a mirror: an http(s) or file:// URL,
 a zip path) or the extracted folder (holding `trees/` or the three files). The download machinery
 is the corpus's (pipeline.download: cache in paths.download_cache, retries, resumption, safe
-extraction). The archive's size and sha256 are not pinned (labels.size, labels.sha256: null, set
-them to check); dev.txt and test.txt are pinned by sha256 (labels.files), train.txt by its line
-count (labels.train_lines). The output folder paths.labels (data/raw_labels) is replaced whole:
+extraction). The pins are the published release's (w2v.sources.SST_TREES): dev.txt and test.txt
+by sha256, train.txt by its line count; the archive's size and sha256 are not known here, so they
+are checked only when given (+labels.size=<bytes> +labels.sha256=<hex>). Each pin has its optional
+override (+labels.files={test.txt: <sha256>}, +labels.train_lines=<n>; null skips the check).
+The output folder paths.labels (data/raw_labels) is replaced whole:
 train.txt, dev.txt, test.txt and source.json. Whether the trees line up with the corpus's
 sentences is checked where both meet, in the evaluation (w2v.sentiment.read_labels).
 """
@@ -20,27 +22,30 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.common import StageError, project_path, stage
+from pipeline.config import RULES
 from pipeline.download import check_pinned, checked_source, copy_files, download, explain, obtain
 from w2v.archive import ArchiveError, extract_files
 from w2v.atomic import atomic_directory
 from w2v.fetch import FetchError
 from w2v.sentiment import TREE_FILES
+from w2v.sources import SST_TREES
 
 NAMES = tuple(TREE_FILES.values())  # train.txt, dev.txt, test.txt
 LOCAL_COPY = "../shared/data/trainDevTestTrees_PTB"
 
 
 def labels_source(cfg: DictConfig) -> dict:
-    """The checked labels.* settings: url, size, sha256, files, train_lines."""
+    """The checked labels.* settings: url, size, sha256, files, train_lines (the published
+    trees' pins, w2v.sources.SST_TREES, unless overridden)."""
     section = cfg.get("labels")
     if section is None:
         raise StageError("the configuration has no labels section; run on conf/ or params.yaml")
     source = OmegaConf.to_container(section, resolve=True)
-    train_lines = source.get("train_lines")
-    if train_lines is not None and (isinstance(train_lines, bool) or not isinstance(train_lines, int)
-                                    or train_lines < 1):
-        raise StageError(f"labels.train_lines must be a positive line count or null, got {train_lines!r}")
-    return {**checked_source(source, "labels"), "train_lines": train_lines}
+    train_lines = source["train_lines"] if "train_lines" in source else SST_TREES.train_lines
+    problem = RULES["labels.train_lines"].problem(train_lines)
+    if problem is not None:
+        raise StageError(f"labels.train_lines {problem}")
+    return {**checked_source(source, "labels", SST_TREES), "train_lines": train_lines}
 
 
 def count_lines(path: Path) -> int:
@@ -50,7 +55,7 @@ def count_lines(path: Path) -> int:
 
 def write_labels(source: dict, target: Path, cache_dir: Path, progress: bool) -> dict[str, str]:
     """Write train.txt, dev.txt and test.txt of `source` into the empty folder `target`, checked
-    against labels.files and labels.train_lines; return {name: sha256}."""
+    against the pinned sha256s and train line count; return {name: sha256}."""
     url = source["url"]
     try:
         path = obtain(source, cache_dir, progress, key="labels")
@@ -68,8 +73,8 @@ def write_labels(source: dict, target: Path, cache_dir: Path, progress: bool) ->
     lines = count_lines(target / "train.txt")
     if source["train_lines"] is not None and lines != source["train_lines"]:
         raise StageError(f"{url}: train.txt has {lines} lines, expected labels.train_lines={source['train_lines']} "
-                         f"(one tree per SST train sentence); use the original archive, or set labels.train_lines "
-                         f"if you changed it on purpose")
+                         f"(one tree per SST train sentence); use the original archive, or pass "
+                         f"+labels.train_lines={lines} if you changed it on purpose (null skips the check)")
     return checksums
 
 

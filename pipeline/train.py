@@ -61,6 +61,7 @@ MODEL_FILES = ("vectors.txt", "vectors.npy", "vocab.txt", "outside_vectors.npy",
 RUN_FILE = "mlflow_run.json"  # in the checkpoint folder: the run to resume into
 JOURNAL_FILE = "metrics.jsonl"  # in the checkpoint folder: every logged step of the run
 PROGRESS_LINES = 10  # plain log lines per run when no terminal shows a progress bar
+DVC_METRICS = ("final_loss_smoothed", "train_seconds")  # metrics/train.json, a column each in `dvc exp show`
 
 
 @dataclass
@@ -353,8 +354,10 @@ def write_model_folder(folder: Path, cfg: DictConfig, corpus, result, history, r
 
 
 def write_dvc_records(metrics_path: Path, plots_path: Path, final_metrics: dict, history) -> None:
-    """metrics/train.json (DVC metrics) and plots/loss.csv (step, loss, loss_smoothed, lr)."""
-    atomic_write_text(metrics_path, json.dumps(final_metrics, indent=2) + "\n")
+    """metrics/train.json (DVC metrics: DVC_METRICS of final_metrics; compile and logging seconds
+    stay in MLflow, out of `dvc exp show`) and plots/loss.csv (step, loss, loss_smoothed, lr)."""
+    headline = {key: final_metrics[key] for key in DVC_METRICS}
+    atomic_write_text(metrics_path, json.dumps(headline, indent=2) + "\n")
     rows = "".join(f"{s},{history[s]['loss']!r},{history[s]['loss_smoothed']!r},{history[s]['lr']!r}\n"
                    for s in sorted(history))
     atomic_write_text(plots_path, "step,loss,loss_smoothed,lr\n" + rows)

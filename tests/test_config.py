@@ -136,7 +136,7 @@ def _schema_cases():
         if not key.endswith(".files.extra"):  # any name is a valid corpus.files / labels.files entry
             neighbour = f"+{key}x=1"
             yield pytest.param(key + "x", [neighbour], id=neighbour)
-    yield pytest.param("corpus.files", ["corpus.files=5"], id="corpus.files=5")
+    yield pytest.param("corpus.files", ["+corpus.files=5"], id="+corpus.files=5")
     yield pytest.param("train.dtype", ["loss=naive_softmax", "train.dtype=float32"], id="naive_softmax+float32")
     yield pytest.param("train.dtype", ["train.engine=loop", "train.dtype=float32"], id="loop+float32")
     yield pytest.param("foo", ["+foo=1"], id="+foo=1")

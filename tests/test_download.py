@@ -127,7 +127,7 @@ def assert_one_error_line(result: subprocess.CompletedProcess, *fragments: str) 
 def sst_overrides(url: str, data: bytes | None, raw: Path) -> list[str]:
     size = "null" if data is None else str(len(data))
     digest = "null" if data is None else sha256(data)
-    return [f"corpus.url={url}", f"corpus.size={size}", f"corpus.sha256={digest}", f"paths.raw={raw}"]
+    return [f"corpus.url={url}", f"+corpus.size={size}", f"+corpus.sha256={digest}", f"paths.raw={raw}"]
 
 
 def assert_sst_output(raw: Path, sst_dir: Path) -> None:
@@ -222,18 +222,42 @@ def test_checksum_mismatch_fails_and_leaves_no_output(server, sst_zip, tmp_path)
     server.files["/sst.zip"] = sst_zip
     raw, cache = tmp_path / "raw", tmp_path / "cache"
     wrong = "0" * 64
-    result = run_download(f"corpus.url={server.url('/sst.zip')}", f"corpus.size={len(sst_zip)}",
-                          f"corpus.sha256={wrong}", f"paths.raw={raw}", cache=cache)
-    assert_one_error_line(result, "sha256", sha256(sst_zip), "corpus.sha256")
+    result = run_download(f"corpus.url={server.url('/sst.zip')}", f"+corpus.size={len(sst_zip)}",
+                          f"+corpus.sha256={wrong}", f"paths.raw={raw}", cache=cache)
+    assert_one_error_line(result, "sha256", sha256(sst_zip), "+corpus.sha256=<hex>", "null skips the check")
     assert not raw.exists()
     assert not any(cache.iterdir())  # the bad download is not kept
 
 
+def test_without_overrides_the_published_pins_apply_and_the_error_names_the_override(server, sst_zip, tmp_path):
+    from w2v.sources import SST
+
+    server.files["/sst.zip"] = sst_zip  # the real files, but not the published archive's bytes
+    raw, cache = tmp_path / "raw", tmp_path / "cache"
+    result = run_download(f"corpus.url={server.url('/sst.zip')}", f"paths.raw={raw}", cache=cache)
+    line = assert_one_error_line(result, f"{len(sst_zip):,} bytes", f"expected {SST.archive_size:,}",
+                                 "+corpus.size=<bytes> +corpus.sha256=<hex>", "null skips the check")
+    assert "the published archive's size and sha256" in line
+    assert not raw.exists()
+    skipped = run_download(f"corpus.url={server.url('/sst.zip')}", "+corpus.size=null", "+corpus.sha256=null",
+                           f"paths.raw={raw}", cache=cache)
+    assert skipped.returncode == 0, skipped.stderr
+    assert json.loads((raw / "source.json").read_text())["source"]["files"] == dict(SST.files)  # still checked
+
+
+def test_a_misspelt_override_is_one_error_line_naming_the_key(tmp_path):
+    result = run_download(f"+corpus.sha265={'0' * 64}", f"paths.raw={tmp_path / 'raw'}", cache=tmp_path / "cache")
+    assert_one_error_line(result, "corpus.sha265 is not a setting", "did you mean corpus.sha256?")
+    result = run_download("+corpus.sha256=abc", f"paths.raw={tmp_path / 'raw'}", cache=tmp_path / "cache")
+    assert_one_error_line(result, "corpus.sha256 must be 64 hex digits")
+    assert not (tmp_path / "raw").exists()
+
+
 def test_wrong_size_by_content_length_fails_before_downloading(server, tmp_path):
     server.files["/f.bin"] = b"y" * 1000
-    result = run_download(f"corpus.url={server.url('/f.bin')}", "corpus.size=999", "corpus.sha256=null",
+    result = run_download(f"corpus.url={server.url('/f.bin')}", "+corpus.size=999", "+corpus.sha256=null",
                           f"paths.raw={tmp_path / 'raw'}", cache=tmp_path / "cache")
-    assert_one_error_line(result, "1,000 bytes", "expected 999", "corpus.size")
+    assert_one_error_line(result, "1,000 bytes", "expected 999", "+corpus.size=<bytes>")
     assert not (tmp_path / "raw").exists()
 
 
@@ -372,7 +396,9 @@ def test_local_sources_folder_zip_file_url_and_relative_path(sst_zip, sst_dir, t
 def corpus_source_for(url: str, data: bytes | None, kind: str = "sst") -> dict:
     from omegaconf import OmegaConf
     cfg = OmegaConf.load(PROJECT_ROOT / "conf" / "corpus" / f"{kind}.yaml")
-    cfg.url, cfg.size, cfg.sha256 = url, data and len(data), data and sha256(data)
+    cfg.url = url
+    if data is not None:  # else the published corpus's pins (none for text)
+        cfg.size, cfg.sha256 = len(data), sha256(data)
     return corpus_source(OmegaConf.create({"corpus": cfg}))
 
 
@@ -383,8 +409,14 @@ def test_a_local_folder_with_a_changed_file_fails_the_pinned_checksum(sst_dir, t
     (folder / "datasetSplit.txt").write_bytes((sst_dir / "datasetSplit.txt").read_bytes())
     raw = tmp_path / "raw"
     result = run_download(f"corpus.url={folder}", f"paths.raw={raw}", cache=tmp_path / "cache")
-    assert_one_error_line(result, "datasetSentences.txt has sha256", "corpus.files.datasetSentences.txt")
+    line = assert_one_error_line(result, "datasetSentences.txt has sha256", "expected corpus.files.datasetSentences.txt=f7ae959a")
+    changed = sha256((folder / "datasetSentences.txt").read_bytes())
+    assert f"'+corpus.files={{datasetSentences.txt:{changed}}}'" in line
     assert not raw.exists()
+    accepted = run_download(f"corpus.url={folder}", f"+corpus.files={{datasetSentences.txt:{changed}}}",
+                            f"paths.raw={raw}", cache=tmp_path / "cache")  # the override the message names
+    assert accepted.returncode == 0, accepted.stderr
+    assert (raw / "datasetSentences.txt").read_bytes() == (folder / "datasetSentences.txt").read_bytes()
 
 
 def test_a_missing_local_path_is_reported(tmp_path):
@@ -407,9 +439,9 @@ def test_text_corpus_download_and_local_copy(server, tmp_path):
     local = tmp_path / "mine.txt"
     local.write_bytes(text + b"a bird sang\n")
     raw2 = tmp_path / "raw2"
-    result = run_download("corpus=text", f"corpus.url={local}", f"corpus.sha256={sha256(text)}",
+    result = run_download("corpus=text", f"corpus.url={local}", f"+corpus.sha256={sha256(text)}",
                           f"paths.raw={raw2}", cache=tmp_path / "cache")
-    assert_one_error_line(result, "mine.txt has sha256", "corpus.sha256")
+    assert_one_error_line(result, "mine.txt has sha256", "+corpus.sha256=<hex>")
     assert download(corpus_source_for(str(local), None, "text"), raw2, tmp_path / "cache")
     assert (raw2 / "corpus.txt").read_bytes() == local.read_bytes()
 

@@ -166,3 +166,32 @@ def test_a_failing_stage_leaves_the_previous_outputs_in_place(repo):
     sh(repo, "git", "checkout", "--", "conf")
     sh(repo, "dvc", "repro")
     assert digests(repo / "models") == models and digests(repo / "data" / "raw") == raw
+
+
+def test_a_code_edit_reruns_the_downloads_as_no_ops_and_a_pin_override_reaches_them(repo):
+    sh(repo, "dvc", "repro")
+    raw = {path.name: path.stat().st_mtime_ns for path in (repo / "data" / "raw").iterdir()}
+    labels = {path.name: path.stat().st_mtime_ns for path in (repo / "data" / "raw_labels").iterdir()}
+    fetch = repo / "w2v" / "fetch.py"
+    original = fetch.read_text()
+    fetch.write_text(original + "# an edit\n")  # the download stages depend on the folders pipeline/ and w2v/
+    try:
+        done = sh(repo, "dvc", "repro", "download", "download_labels")
+        assert done.stdout.count("already verified, nothing to do") == 2, done.stdout
+        assert {path.name: path.stat().st_mtime_ns for path in (repo / "data" / "raw").iterdir()} == raw
+        assert {path.name: path.stat().st_mtime_ns for path in (repo / "data" / "raw_labels").iterdir()} == labels
+        # tokenize now waits for the code change alone: data/raw is the same to DVC
+        status = json.loads(sh(repo, "dvc", "status", "--json").stdout)
+        changed = [dep for entry in status["tokenize"] for dep in entry.get("changed deps", {})]
+        assert changed == ["w2v"], status["tokenize"]
+    finally:
+        fetch.write_text(original)
+
+    # an optional pin override (Hydra's + under DVC's composition) reruns download, which checks it
+    params, digest = (repo / "params.yaml").read_text(), digests(repo / "data" / "raw")
+    done = dvc_fails(repo, "dvc", "exp", "run", "-S", f"+corpus.files={{datasetSplit.txt:{'0' * 64}}}")
+    output = done.stdout + done.stderr
+    assert f"expected corpus.files.datasetSplit.txt={'0' * 64}" in output, output[-3000:]
+    assert "'+corpus.files={datasetSplit.txt:" in output
+    assert digests(repo / "data" / "raw") == digest
+    (repo / "params.yaml").write_text(params)

@@ -58,10 +58,11 @@ def test_the_local_layer_is_composed_unless_left_out(project_copy):
     assert without["corpus"]["url"].startswith("http")
     (project_copy / "conf" / "local").mkdir()
     (project_copy / "conf" / "local" / "local.yaml").write_text(
-        "corpus:\n  url: ../shared/data/stanfordSentimentTreebank\ntrain:\n  iterations: 100\n")
+        "corpus:\n  url: ../shared/data/stanfordSentimentTreebank\n  sha256: null\ntrain:\n  iterations: 100\n")
     layered = run_params(project_copy)
     assert layered["corpus"]["url"] == "../shared/data/stanfordSentimentTreebank"
-    assert layered["train"]["iterations"] == 100 and layered["corpus"]["sha256"] == without["corpus"]["sha256"]
+    assert layered["train"]["iterations"] == 100 and layered["corpus"]["min_count"] == without["corpus"]["min_count"]
+    assert "sha256" not in without["corpus"] and layered["corpus"]["sha256"] is None  # an optional override
     assert run_params(project_copy, "train.iterations=7")["train"]["iterations"] == 7  # overrides win
     assert run_params(project_copy, "--without-local") == without
 

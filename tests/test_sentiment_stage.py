@@ -52,8 +52,8 @@ def run_labels(*overrides: str, tmp_path: Path) -> subprocess.CompletedProcess:
 def test_download_over_http_extracts_the_trees_and_reruns_as_a_no_op(server, labels_zip, labels_dir, tmp_path):
     server.files["/sentiment/trainDevTestTrees_PTB.zip"] = labels_zip
     out = tmp_path / "raw_labels"
-    overrides = [f"labels.url={server.url('/sentiment/trainDevTestTrees_PTB.zip')}", f"labels.size={len(labels_zip)}",
-                 f"labels.sha256={hashlib.sha256(labels_zip).hexdigest()}", f"paths.labels={out}"]
+    overrides = [f"labels.url={server.url('/sentiment/trainDevTestTrees_PTB.zip')}", f"+labels.size={len(labels_zip)}",
+                 f"+labels.sha256={hashlib.sha256(labels_zip).hexdigest()}", f"paths.labels={out}"]
     done = run_labels(*overrides, tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["dev.txt", "source.json", "test.txt", "train.txt"]
@@ -70,9 +70,9 @@ def test_download_over_http_extracts_the_trees_and_reruns_as_a_no_op(server, lab
 def test_archive_checksum_mismatch_is_one_error_naming_the_override(server, labels_zip, tmp_path):
     server.files["/t.zip"] = labels_zip
     out = tmp_path / "raw_labels"
-    done = run_labels(f"labels.url={server.url('/t.zip')}", f"labels.sha256={'0' * 64}", f"paths.labels={out}",
+    done = run_labels(f"labels.url={server.url('/t.zip')}", f"+labels.sha256={'0' * 64}", f"paths.labels={out}",
                       tmp_path=tmp_path)
-    line = assert_one_error_line(done, "labels.size and labels.sha256", "null skips the check")
+    line = assert_one_error_line(done, "has sha256", "+labels.size=<bytes> +labels.sha256=<hex>", "null skips the check")
     assert "corpus." not in line
     assert not out.exists()
 
@@ -83,8 +83,14 @@ def test_a_changed_pinned_file_is_one_error_naming_its_key(labels_dir, tmp_path)
     (folder / "test.txt").write_bytes((folder / "test.txt").read_bytes() + b"(2 (2 extra))\n")
     out = tmp_path / "raw_labels"
     done = run_labels(f"labels.url={folder.parent}", f"paths.labels={out}", tmp_path=tmp_path)
-    assert_one_error_line(done, "test.txt has sha256", "labels.files.test.txt=6e54806d", "update labels.files")
+    line = assert_one_error_line(done, "test.txt has sha256", "expected labels.files.test.txt=6e54806d")
+    changed = hashlib.sha256((folder / "test.txt").read_bytes()).hexdigest()
+    assert f"'+labels.files={{test.txt:{changed}}}'" in line
     assert not out.exists()
+    accepted = run_labels(f"labels.url={folder.parent}", f"+labels.files={{test.txt:{changed}}}", f"paths.labels={out}",
+                          tmp_path=tmp_path)  # the override the message names
+    assert accepted.returncode == 0, accepted.stderr
+    assert (out / "test.txt").read_bytes() == (folder / "test.txt").read_bytes()
 
 
 def test_a_train_file_of_another_length_is_one_error_naming_train_lines(labels_dir, tmp_path):
@@ -93,7 +99,12 @@ def test_a_train_file_of_another_length_is_one_error_naming_train_lines(labels_d
     with open(folder / "train.txt", "ab") as file:
         file.write((labels_dir / "trees" / "dev.txt").read_bytes())
     done = run_labels(f"labels.url={folder}", f"paths.labels={tmp_path / 'raw_labels'}", tmp_path=tmp_path)
-    assert_one_error_line(done, "train.txt has 9645 lines", "labels.train_lines=8544")
+    assert_one_error_line(done, "train.txt has 9645 lines", "expected labels.train_lines=8544",
+                          "+labels.train_lines=9645", "null skips the check")
+    for override in ("+labels.train_lines=9645", "+labels.train_lines=null"):  # what the message offers
+        done = run_labels(f"labels.url={folder}", override, f"paths.labels={tmp_path / override[-4:]}",
+                          tmp_path=tmp_path)
+        assert done.returncode == 0, done.stderr
 
 
 def test_a_folder_without_the_trees_and_a_missing_path_are_one_error(tmp_path):
