@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install params repro test bench clean plots-offline ci-tools
+.PHONY: install params repro test test-fast bench clean plots-offline ci-tools
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ repro: params
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The tests that neither train for long nor start a server, DVC, a browser or a signal (the markers
+# slow and integration of pyproject.toml): the math, the rules, the readers, in-process stages.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not integration"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py

@@ -199,6 +199,7 @@ def test_parent_by_name_and_latest(store):
         resolve_parent(client, experiment_id, "no-such-run")
 
 
+@pytest.mark.slow
 def test_missing_experiment_exits_with_one_line(store, tmp_path):
     done = subprocess.run([sys.executable, "-m", "pipeline.compare", "mlflow.experiment=absent",
                            f"compare.output_dir={tmp_path / 'cli'}", "hydra.run.dir=.", "hydra.output_subdir=null",

@@ -107,12 +107,14 @@ def call(base: str, path: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.integration
 def test_the_ui_page_is_served(ui):
     with urllib.request.urlopen(ui, timeout=30) as response:
         assert response.status == 200
         assert "<html" in response.read().decode().lower()
 
 
+@pytest.mark.integration
 def test_parent_and_children_are_served(ui, sweep_store):
     experiment = call(ui, "experiments/get-by-name?experiment_name=w2v")["experiment"]
     assert experiment["experiment_id"] == sweep_store["experiment_id"]
@@ -130,6 +132,7 @@ def test_parent_and_children_are_served(ui, sweep_store):
         assert metrics["loss_smoothed"] == pytest.approx(curve(seed)[-1])  # the latest value
 
 
+@pytest.mark.integration
 def test_metric_histories_are_served(ui, sweep_store):
     for seed, run_id in sweep_store["children"].items():
         history = call(ui, f"metrics/get-history?run_id={run_id}&metric_key=loss_smoothed")["metrics"]
@@ -160,6 +163,8 @@ def rendered_page(url: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_the_readme_address_opens_the_experiment_on_its_runs(ui, sweep_store):
     dom = rendered_page(f"{ui}/#/experiments/{sweep_store['experiment_id']}?workflowType=machine_learning")
     text = re.sub(r"<[^>]+>", " ", dom)

@@ -9,6 +9,8 @@ import pytest
 
 from dvc_project import PROJECT_ROOT, project_env, reproduced_project  # noqa: F401 (a fixture)
 
+pytestmark = pytest.mark.xdist_group("reproduced_project")  # one project for both modules (conftest.py)
+
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 
 
@@ -23,6 +25,8 @@ def test_the_readme_has_python_blocks():
 
 
 @pytest.mark.parametrize("line, code", python_blocks(), ids=[f"README.md:{n}" for n, _ in python_blocks()])
+@pytest.mark.slow
+@pytest.mark.integration
 def test_python_block_runs_as_written(reproduced_project, line, code):
     done = subprocess.run([sys.executable, "-c", code], cwd=reproduced_project, capture_output=True, text=True,
                           timeout=600, env=project_env(reproduced_project))
