@@ -41,10 +41,11 @@ def curve(seed: int) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def sweep_store(tmp_path_factory):
+def sweep_store(tmp_path_factory, empty_store_template):
     """A store with experiment "w2v": one parent run and one child per seed, each with a
     loss_smoothed history, an evaluation figure and the swept params."""
     folder = tmp_path_factory.mktemp("ui")
+    shutil.copy(empty_store_template, folder / "mlflow.db")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment_id = get_or_create_experiment(client, "w2v")
