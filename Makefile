@@ -27,13 +27,18 @@ params: $(STAMP)
 repro: params
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+# Tests on two pytest-xdist workers, each test file whole on one of them (its module fixtures are
+# built once); TEST_WORKERS=0 runs them in this process. README: Tests.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# The tests that neither train for long nor start a server, DVC, a browser or a signal (the markers
-# slow and integration of pyproject.toml): the math, the rules, the readers, in-process stages.
+test: $(STAMP)
+	$(PYTEST)
+
+# The tests that neither take seconds nor start a server, DVC, a browser or a signal (markers slow
+# and integration, pyproject.toml): the math, the rules, the readers, the stages in-process.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not integration"
+	$(PYTEST) -m "not slow and not integration"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py

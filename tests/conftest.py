@@ -10,16 +10,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SST_DIR = PROJECT_ROOT.parent / "shared" / "data" / "stanfordSentimentTreebank"
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
-def pytest_collection_modifyitems(items) -> None:
-    """Under `pytest -n 2 --dist loadgroup` (make test), one worker runs a whole module, so its
-    module fixtures (a trained model, a server) are built once; modules that share a session fixture
-    as costly as the reproduced project (dvc_project.py) name one xdist_group instead."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
-
-
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT

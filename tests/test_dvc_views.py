@@ -19,8 +19,6 @@ import yaml
 
 from dvc_project import PROJECT_ROOT, reproduced_project, sh, tracked_files  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.xdist_group("reproduced_project")  # one project for both modules (conftest.py)
-
 MAX_COLUMNS = 60
 
 

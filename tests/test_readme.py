@@ -9,8 +9,6 @@ import pytest
 
 from dvc_project import PROJECT_ROOT, project_env, reproduced_project  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.xdist_group("reproduced_project")  # one project for both modules (conftest.py)
-
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 
 
