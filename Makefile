@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install params repro test bench clean plots-offline ci-tools
+.PHONY: install params repro test test-fast bench clean plots-offline ci-tools
 
 install: $(STAMP)
 
@@ -27,8 +27,18 @@ params: $(STAMP)
 repro: params
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
+# Tests on two pytest-xdist workers, each test file whole on one of them (its module fixtures are
+# built once); TEST_WORKERS=0 runs them in this process. README: Tests.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(PYTEST)
+
+# The tests that neither take seconds nor start a server, DVC, a browser or a signal (markers slow
+# and integration, pyproject.toml): the math, the rules, the readers, the stages in-process.
+test-fast: $(STAMP)
+	$(PYTEST) -m "not slow and not integration"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py

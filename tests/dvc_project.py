@@ -20,6 +20,13 @@ def tracked_files() -> list[str]:
     return [name for name in listed.stdout.decode().split("\0") if name]
 
 
+def copy_tree(source: Path, target: Path, *ignore: str) -> None:
+    """shutil.copytree with mtimes, numba's compiled kernels included, but not a kernel file that
+    another test process (pytest -n) is writing: numba writes `<file>.tmp.<id>` and renames it,
+    so such a file can be gone before it is copied."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.tmp.*", *ignore), dirs_exist_ok=True)
+
+
 def project_env(repo: Path) -> dict[str, str]:
     """The environment of a command in `repo`: its own code and MLflow store, `python` from this venv."""
     env = {key: value for key, value in os.environ.items()
@@ -49,7 +56,7 @@ def make_project(folder: Path, sst_dir: Path, iterations: int = 200) -> Path:
         shutil.copy2(PROJECT_ROOT / name, target)
     for package in ("w2v", "pipeline"):  # numba's compiled kernels, with their mtimes
         for cache in (PROJECT_ROOT / package).rglob("__pycache__"):
-            shutil.copytree(cache, repo / cache.relative_to(PROJECT_ROOT), dirs_exist_ok=True)
+            copy_tree(cache, repo / cache.relative_to(PROJECT_ROOT))
     settings = repo / "conf" / "experiment.yaml"
     text = re.sub(r"(?m)^  iterations: \d+", f"  iterations: {iterations}", settings.read_text())
     settings.write_text(re.sub(r"(?m)^  checkpoint_every: \d+", f"  checkpoint_every: {iterations // 2}", text))

@@ -1,6 +1,7 @@
 """pipeline.compare on a real SQLite MLflow store holding sweeps whose runs carry figures logged
 here: seed groups with t-intervals, the distinguishability rule, eta squared, declared directions,
 the columns of the parameters that really vary, and the report logged to the parent run."""
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from mlflow.entities import Metric, Param
 from pipeline.common import StageError
 from pipeline.compare import compare, resolve_parent
 from test_train_stage import run_env
+
+pytestmark = pytest.mark.slow  # each test draws the whole report with its figures
 
 T_975_DF2 = 4.302653  # Student t quantile 0.975 with 2 degrees of freedom (printed tables)
 
@@ -47,8 +50,9 @@ SINGLE_SWEEP = {10: (10.0, 1.0), 5: (12.5, 1.0), 2: (11.5, 1.0)}
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, empty_store_template):
     tmp_path = tmp_path_factory.mktemp("store")
+    shutil.copy(empty_store_template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment_id = client.create_experiment("sweep", artifact_location=(tmp_path / "artifacts").as_uri())

@@ -73,6 +73,7 @@ def run_train(tmp_path, *overrides, multirun=False):
                            *overrides], cwd=tmp_path, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_command_line_stops_before_any_work_with_one_line(tmp_path):
     done = run_train(tmp_path, "train.window=0")
     assert done.returncode == 1
@@ -80,12 +81,14 @@ def test_command_line_stops_before_any_work_with_one_line(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()  # no run was opened
 
 
+@pytest.mark.slow
 def test_unknown_loss_is_refused_by_name(tmp_path):
     done = run_train(tmp_path, "loss=hinge")
     assert done.returncode != 0
     assert "Could not find 'loss/hinge'" in done.stderr and "neg_sampling" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_sweep_with_one_bad_value_stops_before_its_first_job(tmp_path):
     done = run_train(tmp_path, "train.lr=0.1,-1", multirun=True)
     assert done.returncode == 1
@@ -223,6 +226,7 @@ def _fill_outputs(tmp_path) -> dict:
 
 
 @pytest.mark.parametrize("stage_name", ["download", "tokenize", "gradcheck", "train", "evaluate", "compare"])
+@pytest.mark.slow
 def test_every_stage_refuses_a_bad_value_with_one_line_and_touches_nothing(tmp_path, stage_name):
     kept = _fill_outputs(tmp_path)
     done = run_stage(tmp_path, stage_name, "train.dtype=float16")
@@ -242,6 +246,7 @@ def test_every_stage_refuses_a_bad_value_with_one_line_and_touches_nothing(tmp_p
     (["+train.lrr=0.1"], "train.lrr is not a setting of this project; did you mean train.lr?"),
     (["train.threads=many"], "train.threads must be one of auto or an integer >= 1, got 'many'"),
 ])
+@pytest.mark.slow
 def test_train_refuses_the_values_that_reached_a_traceback(tmp_path, overrides, message):
     kept = _fill_outputs(tmp_path)
     done = run_stage(tmp_path, "train", *overrides)
@@ -257,6 +262,7 @@ def test_train_refuses_the_values_that_reached_a_traceback(tmp_path, overrides, 
     ("train.lr=0.1,inf", "train.lr=inf", "train.lr must be a finite number > 0, got inf"),
     ("loss=neg_sampling,naive_softmax", "loss=naive_softmax", "train.dtype float32 is for loss neg_sampling"),
 ])
+@pytest.mark.slow
 def test_a_sweep_with_a_bad_job_stops_before_any_job_starts(tmp_path, sweep, job, message):
     done = run_stage(tmp_path, "train", sweep, "train.dtype=float32" if "loss=" in sweep else "train.K=10",
                      multirun=True)

@@ -138,6 +138,7 @@ def assert_sst_output(raw: Path, sst_dir: Path) -> None:
 
 # --- downloads over HTTP -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_download_extracts_only_the_used_files_and_reruns_as_a_no_op(server, sst_zip, sst_dir, tmp_path):
     server.files["/sst.zip"] = sst_zip
     raw, cache = tmp_path / "raw", tmp_path / "cache"
@@ -218,6 +219,7 @@ def test_a_partial_file_from_an_earlier_run_is_resumed(server, tmp_path):
     assert server.requests == [("/f.bin", "bytes=40000-")]
 
 
+@pytest.mark.slow
 def test_checksum_mismatch_fails_and_leaves_no_output(server, sst_zip, tmp_path):
     server.files["/sst.zip"] = sst_zip
     raw, cache = tmp_path / "raw", tmp_path / "cache"
@@ -229,6 +231,7 @@ def test_checksum_mismatch_fails_and_leaves_no_output(server, sst_zip, tmp_path)
     assert not any(cache.iterdir())  # the bad download is not kept
 
 
+@pytest.mark.slow
 def test_without_overrides_the_published_pins_apply_and_the_error_names_the_override(server, sst_zip, tmp_path):
     from w2v.sources import SST
 
@@ -245,6 +248,7 @@ def test_without_overrides_the_published_pins_apply_and_the_error_names_the_over
     assert json.loads((raw / "source.json").read_text())["source"]["files"] == dict(SST.files)  # still checked
 
 
+@pytest.mark.slow
 def test_a_misspelt_override_is_one_error_line_naming_the_key(tmp_path):
     result = run_download(f"+corpus.sha265={'0' * 64}", f"paths.raw={tmp_path / 'raw'}", cache=tmp_path / "cache")
     assert_one_error_line(result, "corpus.sha265 is not a setting", "did you mean corpus.sha256?")
@@ -253,6 +257,7 @@ def test_a_misspelt_override_is_one_error_line_naming_the_key(tmp_path):
     assert not (tmp_path / "raw").exists()
 
 
+@pytest.mark.slow
 def test_wrong_size_by_content_length_fails_before_downloading(server, tmp_path):
     server.files["/f.bin"] = b"y" * 1000
     result = run_download(f"corpus.url={server.url('/f.bin')}", "+corpus.size=999", "+corpus.sha256=null",
@@ -261,6 +266,7 @@ def test_wrong_size_by_content_length_fails_before_downloading(server, tmp_path)
     assert not (tmp_path / "raw").exists()
 
 
+@pytest.mark.slow
 def test_http_404_names_the_url_and_the_key(server, tmp_path):
     result = run_download(f"corpus.url={server.url('/missing.zip')}", f"paths.raw={tmp_path / 'raw'}",
                           cache=tmp_path / "cache")
@@ -269,6 +275,7 @@ def test_http_404_names_the_url_and_the_key(server, tmp_path):
     assert not (tmp_path / "raw").exists()
 
 
+@pytest.mark.slow
 def test_an_unreachable_host_fails_within_the_time_limit_and_names_corpus_url(tmp_path):
     with socket.socket() as sock:  # a port that was just free: nothing listens there
         sock.bind(("127.0.0.1", 0))
@@ -290,6 +297,7 @@ def test_unreachable_in_process_raises_host_unreachable(tmp_path):
 # --- broken and hostile archives -----------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["truncated", "not a zip"])
+@pytest.mark.slow
 def test_truncated_or_non_zip_files_are_refused(kind, sst_zip, tmp_path):
     path = tmp_path / "sst.zip"
     path.write_bytes(sst_zip[: len(sst_zip) // 2] if kind == "truncated" else b"<html>not found</html>")
@@ -339,6 +347,7 @@ def test_archives_with_unsafe_members_are_refused_whole(evil, reason, sst_dir, t
     assert list(target.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_stage_refuses_a_hostile_archive_without_output(sst_dir, tmp_path):
     archive = tmp_path / "hostile.zip"
     hostile_zip(archive, "sst/../../evil.txt", sst_dir)
@@ -356,6 +365,7 @@ def test_an_archive_without_the_sst_files_is_refused(tmp_path):
 
 # --- disk full (RLIMIT_FSIZE) --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_disk_full_while_downloading(server, sst_zip, tmp_path):
     server.files["/sst.zip"] = sst_zip
     raw = tmp_path / "raw"
@@ -365,6 +375,7 @@ def test_disk_full_while_downloading(server, sst_zip, tmp_path):
     assert not raw.exists()
 
 
+@pytest.mark.slow
 def test_disk_full_while_extracting_keeps_the_old_output(sst_zip, sst_dir, tmp_path):
     archive = tmp_path / "sst.zip"
     archive.write_bytes(sst_zip)
@@ -402,6 +413,7 @@ def corpus_source_for(url: str, data: bytes | None, kind: str = "sst") -> dict:
     return corpus_source(OmegaConf.create({"corpus": cfg}))
 
 
+@pytest.mark.slow
 def test_a_local_folder_with_a_changed_file_fails_the_pinned_checksum(sst_dir, tmp_path):
     folder = tmp_path / "sst"
     folder.mkdir()
@@ -419,6 +431,7 @@ def test_a_local_folder_with_a_changed_file_fails_the_pinned_checksum(sst_dir, t
     assert (raw / "datasetSentences.txt").read_bytes() == (folder / "datasetSentences.txt").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_missing_local_path_is_reported(tmp_path):
     result = run_download(f"corpus.url={tmp_path / 'nowhere.zip'}", f"paths.raw={tmp_path / 'raw'}",
                           cache=tmp_path / "cache")
@@ -427,6 +440,7 @@ def test_a_missing_local_path_is_reported(tmp_path):
 
 # --- corpus=text ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_text_corpus_download_and_local_copy(server, tmp_path):
     text = "the cat sat\nthe dog sat\n".encode()
     server.files["/corpus.txt"] = text
@@ -446,6 +460,7 @@ def test_text_corpus_download_and_local_copy(server, tmp_path):
     assert (raw2 / "corpus.txt").read_bytes() == local.read_bytes()
 
 
+@pytest.mark.slow
 def test_text_corpus_needs_a_url(tmp_path):
     result = run_download("corpus=text", f"paths.raw={tmp_path / 'raw'}", cache=tmp_path / "cache")
     assert_one_error_line(result, "corpus.url is not set")

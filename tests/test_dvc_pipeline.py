@@ -16,6 +16,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from dvc_project import copy_tree
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ["conf", "pipeline", "w2v", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", "pyproject.toml"]
 
@@ -38,7 +42,7 @@ def repo(tmp_path_factory, sst_dir) -> Path:
         source = PROJECT_ROOT / name
         if source.is_dir():
             # __pycache__ comes along with its mtimes, so numba finds its compiled kernels
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("*.pyc"))
+            copy_tree(source, repo / name, "*.pyc")
         else:
             shutil.copy2(source, repo / name)
     config = repo / "conf" / "experiment.yaml"

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from dvc_project import copy_tree
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 UP_TO_DATE = "Data and pipelines are up to date."
@@ -61,7 +65,7 @@ def make_pipeline_repo(repo: Path, corpus_file: Path, env: dict) -> None:
     for folder in ("conf", "pipeline", "w2v"):
         # __pycache__ comes along (it holds numba's compiled kernels, valid for the same source
         # files): it must not count as a change of the w2v dependency, here or in a clone.
-        shutil.copytree(PROJECT_ROOT / folder, repo / folder)
+        copy_tree(PROJECT_ROOT / folder, repo / folder)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config"):
         shutil.copy(PROJECT_ROOT / name, repo / name)
     # Compose conf/ into params.yaml as `make params` does, with the tiny settings.

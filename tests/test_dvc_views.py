@@ -34,11 +34,15 @@ def exp_show_columns(repo: Path) -> list[str]:
     return next(csv.reader(io.StringIO(table)))
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_exp_show_has_at_most_60_columns(repo):
     columns = exp_show_columns(repo)
     assert len(columns) <= MAX_COLUMNS, columns
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_exp_show_lists_the_headline_figures_and_no_details(repo):
     columns = exp_show_columns(repo)
     code = [c for c in columns if c.startswith(("pipeline", "w2v"))]
@@ -50,6 +54,8 @@ def test_exp_show_lists_the_headline_figures_and_no_details(repo):
         assert headline in columns
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_only_changed_shows_the_experiment_against_its_baseline(repo):
     table = sh(repo, "dvc", "exp", "show", "--only-changed", "--csv").stdout
     rows = list(csv.DictReader(io.StringIO(table)))
@@ -59,6 +65,8 @@ def test_only_changed_shows_the_experiment_against_its_baseline(repo):
     assert [row["train.lr"] for row in rows if row["typ"] == "baseline" and row["rev"] != "workspace"] == ["0.3"]
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_headline_metrics_read_well(repo):
     gradcheck = json.loads((repo / "metrics" / "gradcheck.json").read_text())
     assert gradcheck["passed"] is True and -16 <= gradcheck["max_rel_error_log10"] < -5  # tol 1e-5
@@ -74,6 +82,8 @@ def test_headline_metrics_read_well(repo):
     assert stats["train"]["sentences"] == 8544  # per split, in the report
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_params_yaml_holds_only_experiment_settings(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert sorted(params) == ["corpus", "evaluate", "gradcheck", "labels", "loss", "mlflow", "train"]
@@ -84,6 +94,8 @@ def test_params_yaml_holds_only_experiment_settings(repo):
     assert sorted(committed["labels"]) == ["url"] and "vectors" not in committed["evaluate"]
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_plots_show_and_diff_need_no_arguments_and_load_nothing_remote(repo):
     sh(repo, "dvc", "plots", "show")
     html = (repo / "dvc_plots" / "index.html").read_text()
@@ -103,6 +115,8 @@ def assert_no_remote_address(html: str) -> None:
     assert set(addresses) <= {"https://vega.github.io/schema/vega-lite/v5.json"}, set(addresses)
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_plots_render_offline_in_headless_chromium(repo, tmp_path):
     chromium = shutil.which("chromium")
     vega = PROJECT_ROOT / "dvc_plots" / "vega"

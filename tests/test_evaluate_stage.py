@@ -112,6 +112,7 @@ def run_stage(project, *overrides):
         cwd=project["tmp"], capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_stage_writes_dvc_metrics_report_and_logs_into_the_training_run(project):
     done = run_stage(project)
     assert done.returncode == 0, done.stderr
@@ -155,6 +156,7 @@ def held_out_keys(metrics) -> set[str]:
     return {name for name in metrics if name.startswith("eval_heldout")}
 
 
+@pytest.mark.slow
 def test_same_vectors_give_the_same_held_out_figures_whatever_config_they_were_trained_with(project):
     assert run_stage(project).returncode == 0
     first = json.loads((project["tmp"] / "reports" / "evaluation.json").read_text())
@@ -200,6 +202,7 @@ def test_no_held_out_figures_without_outside_vectors_or_without_a_dev_split(proj
     assert "has no dev sentences" in (project["tmp"] / "reports" / "evaluation.md").read_text()
 
 
+@pytest.mark.slow
 def test_bad_held_out_protocol_is_one_stage_error(project):
     done = run_stage(project, "evaluate.heldout.K=0")
     assert done.returncode == 1
@@ -217,6 +220,7 @@ def test_sweep_job_folder_gets_its_own_files(project, tmp_path):
     assert metrics["eval_heldout_nll"] == pytest.approx(project["nll"], rel=1e-9)
 
 
+@pytest.mark.slow
 def test_any_vectors_file_reports_beside_it(project, tmp_path):
     other = tmp_path / "elsewhere"
     other.mkdir()
@@ -231,6 +235,7 @@ def test_any_vectors_file_reports_beside_it(project, tmp_path):
     assert (other / "evaluation.md").is_file()
 
 
+@pytest.mark.slow
 def test_truncated_file_exits_non_zero_with_one_line_and_writes_nothing(project):
     vectors = project["models"] / "vectors.txt"
     lines = vectors.read_text().splitlines()

@@ -34,6 +34,7 @@ def run_stage(project_root, tmp_path, *overrides, dvc_form=False):
                           cwd=project_root, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_stage_writes_reports_and_exits_zero(project_root, processed_dir, tmp_path):
     processed, words = processed_dir
     reports = tmp_path / "reports"
@@ -64,6 +65,7 @@ def test_stage_writes_reports_and_exits_zero(project_root, processed_dir, tmp_pa
     assert sorted(p.name for p in reports.iterdir()) == ["gradcheck.json", "gradcheck.md"]  # no temp files
 
 
+@pytest.mark.slow
 def test_stage_fails_with_nonzero_exit_when_checks_fail(project_root, processed_dir, tmp_path):
     # a tolerance below the finite-difference error of h = 1e-4 (about 1e-9): the gradient checks fail
     processed, _ = processed_dir
@@ -79,6 +81,7 @@ def test_stage_fails_with_nonzero_exit_when_checks_fail(project_root, processed_
     assert "checks FAILED" in (reports / "gradcheck.md").read_text()
 
 
+@pytest.mark.slow
 def test_stage_without_processed_corpus_says_to_tokenize(project_root, tmp_path):
     reports = tmp_path / "reports"
     done = run_stage(project_root, tmp_path, f"paths.processed={tmp_path / 'nowhere'}", f"paths.reports={reports}")

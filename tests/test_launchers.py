@@ -41,6 +41,7 @@ def test_slurm_settings_are_overridable_from_the_command_line():
     assert launcher.additional_parameters == {"mail-type": "FAIL"}
 
 
+@pytest.mark.slow
 def test_submitit_local_sweep_lands_in_the_store_of_mlflow_tracking_uri(sst_dir, tmp_path):
     iterations, log_every = 100, 10
     experiment = "submitit-sweep"

@@ -72,6 +72,8 @@ def test_a_failed_batch_stops_the_next_send(store_run):
             sink.add(step, values_at(step))
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_sigkills_while_batches_are_in_flight_then_resume_log_every_step_exactly_once(
         fixture_corpus, empty_store, tmp_path):
     # one log point per iteration: a batch of 250 steps goes to MLflow's queue at 250, 500, ...

@@ -41,10 +41,11 @@ def curve(seed: int) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def sweep_store(tmp_path_factory):
+def sweep_store(tmp_path_factory, empty_store_template):
     """A store with experiment "w2v": one parent run and one child per seed, each with a
     loss_smoothed history, an evaluation figure and the swept params."""
     folder = tmp_path_factory.mktemp("ui")
+    shutil.copy(empty_store_template, folder / "mlflow.db")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment_id = get_or_create_experiment(client, "w2v")
@@ -107,12 +108,14 @@ def call(base: str, path: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.integration
 def test_the_ui_page_is_served(ui):
     with urllib.request.urlopen(ui, timeout=30) as response:
         assert response.status == 200
         assert "<html" in response.read().decode().lower()
 
 
+@pytest.mark.integration
 def test_parent_and_children_are_served(ui, sweep_store):
     experiment = call(ui, "experiments/get-by-name?experiment_name=w2v")["experiment"]
     assert experiment["experiment_id"] == sweep_store["experiment_id"]
@@ -130,6 +133,7 @@ def test_parent_and_children_are_served(ui, sweep_store):
         assert metrics["loss_smoothed"] == pytest.approx(curve(seed)[-1])  # the latest value
 
 
+@pytest.mark.integration
 def test_metric_histories_are_served(ui, sweep_store):
     for seed, run_id in sweep_store["children"].items():
         history = call(ui, f"metrics/get-history?run_id={run_id}&metric_key=loss_smoothed")["metrics"]
@@ -169,6 +173,8 @@ def browser():
         yield browser
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_fresh_browser_opens_the_experiment_on_the_genai_overview(ui, sweep_store, browser):
     # the experiment is tagged as a model-training one, yet the pinned UI takes the kind from its
     # GenAI / Model training switch, which starts on GenAI (the README says so)
@@ -183,6 +189,8 @@ def test_a_fresh_browser_opens_the_experiment_on_the_genai_overview(ui, sweep_st
     assert not re.search(r"^sweep$", browser.text(), re.MULTILINE)
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_the_home_page_opens_the_experiment_on_the_genai_overview(ui, sweep_store, browser):
     browser.open(f"{ui}/")
     browser.wait_for("document.body.innerText.includes('Recent Experiments')")
@@ -190,6 +198,8 @@ def test_the_home_page_opens_the_experiment_on_the_genai_overview(ui, sweep_stor
     assert browser.wait_for(SHOWN) == "GenAI overview"
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_the_readme_address_opens_the_experiment_on_its_runs_and_only_that_page(ui, sweep_store, browser):
     browser.open(f"{ui}/#/experiments/{sweep_store['experiment_id']}?workflowType=machine_learning")
     assert browser.wait_for(SHOWN) == "training runs"
@@ -203,6 +213,8 @@ def test_the_readme_address_opens_the_experiment_on_its_runs_and_only_that_page(
     assert browser.wait_for(SHOWN) == "GenAI overview"
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_the_model_training_switch_is_remembered_by_the_browser(ui, sweep_store, browser):
     browser.open(f"{ui}/#/experiments/{sweep_store['experiment_id']}")
     assert browser.wait_for(SHOWN) == "GenAI overview"

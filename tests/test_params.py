@@ -53,6 +53,7 @@ def run_params(copy: Path, *arguments: str) -> dict:
     return yaml.safe_load((copy / "params.yaml").read_text())
 
 
+@pytest.mark.slow
 def test_the_local_layer_is_composed_unless_left_out(project_copy):
     without = run_params(project_copy)
     assert without["corpus"]["url"].startswith("http")

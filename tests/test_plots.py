@@ -76,6 +76,7 @@ def test_notes_say_what_was_left_out():
         choose_plot_words(["only", "UNK"], VISUALIZE_WORDS, counts=np.array([3, 1]))
 
 
+@pytest.mark.slow
 def test_a_run_on_a_corpus_without_the_plot_words_finishes_with_one_note(tmp_path, empty_store):
     """Issue 13, defect 1: the 2-D plot no longer kills a run after training on such a corpus."""
     import os

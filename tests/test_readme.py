@@ -23,6 +23,8 @@ def test_the_readme_has_python_blocks():
 
 
 @pytest.mark.parametrize("line, code", python_blocks(), ids=[f"README.md:{n}" for n, _ in python_blocks()])
+@pytest.mark.slow
+@pytest.mark.integration
 def test_python_block_runs_as_written(reproduced_project, line, code):
     done = subprocess.run([sys.executable, "-c", code], cwd=reproduced_project, capture_output=True, text=True,
                           timeout=600, env=project_env(reproduced_project))

@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from w2v.corpus import build_corpus
 from w2v.trainer import TrainConfig, train
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 TESTS_DIR = Path(__file__).resolve().parent
 CONFIG = dict(dim=6, window=3, K=5, lr=0.3, iterations=3000, batch_size=20, anneal_every=700,

@@ -47,6 +47,7 @@ def corpus_without_plot_words(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_figure_that_fails_fails_the_run_keeps_the_vectors_and_the_rerun_finishes(
         fixture_corpus, empty_store, tmp_path):
     # a folder where word_vectors.png is to go: saving the figure fails for real (also as root)
@@ -88,6 +89,7 @@ def test_a_figure_that_fails_fails_the_run_keeps_the_vectors_and_the_rerun_finis
     assert_nothing_left(tmp_path / "checkpoints")
 
 
+@pytest.mark.slow
 def test_artifact_logging_that_fails_fails_the_run_and_the_rerun_finishes(fixture_corpus, empty_store, tmp_path):
     # the experiment's artifact folder lies under a plain file: logging the model folder fails
     blocked = tmp_path / "blocked"
@@ -113,6 +115,7 @@ def test_artifact_logging_that_fails_fails_the_run_and_the_rerun_finishes(fixtur
     assert_nothing_left(tmp_path / "checkpoints")
 
 
+@pytest.mark.slow
 def test_a_corpus_without_the_plot_words_never_leaves_the_run_running_or_loses_the_vectors(
         corpus_without_plot_words, empty_store, tmp_path):
     command = train_command(corpus_without_plot_words, tmp_path, "train.iterations=60", "train.checkpoint_every=30")
@@ -149,6 +152,8 @@ def interrupt_after_first_checkpoint(command, env, checkpoints: Path, send) -> s
 
 @pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, False), (signal.SIGINT, True)],
                          ids=["SIGTERM to the process", "Ctrl-C to the process group"])
+@pytest.mark.slow
+@pytest.mark.integration
 def test_an_interrupted_run_is_killed_in_one_line_and_the_same_command_resumes_it(
         fixture_corpus, empty_store, tmp_path, signum, to_group):
     command = train_command(fixture_corpus, tmp_path, *SLOW)

@@ -49,6 +49,7 @@ def run_labels(*overrides: str, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_download_over_http_extracts_the_trees_and_reruns_as_a_no_op(server, labels_zip, labels_dir, tmp_path):
     server.files["/sentiment/trainDevTestTrees_PTB.zip"] = labels_zip
     out = tmp_path / "raw_labels"
@@ -67,6 +68,7 @@ def test_download_over_http_extracts_the_trees_and_reruns_as_a_no_op(server, lab
     assert len(server.requests) == requests
 
 
+@pytest.mark.slow
 def test_archive_checksum_mismatch_is_one_error_naming_the_override(server, labels_zip, tmp_path):
     server.files["/t.zip"] = labels_zip
     out = tmp_path / "raw_labels"
@@ -77,6 +79,7 @@ def test_archive_checksum_mismatch_is_one_error_naming_the_override(server, labe
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_changed_pinned_file_is_one_error_naming_its_key(labels_dir, tmp_path):
     folder = tmp_path / "copy" / "trees"
     shutil.copytree(labels_dir / "trees", folder)
@@ -93,6 +96,7 @@ def test_a_changed_pinned_file_is_one_error_naming_its_key(labels_dir, tmp_path)
     assert (out / "test.txt").read_bytes() == (folder / "test.txt").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_train_file_of_another_length_is_one_error_naming_train_lines(labels_dir, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(labels_dir / "trees", folder)  # the three files directly, without trees/
@@ -107,6 +111,7 @@ def test_a_train_file_of_another_length_is_one_error_naming_train_lines(labels_d
         assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_a_folder_without_the_trees_and_a_missing_path_are_one_error(tmp_path):
     (tmp_path / "empty").mkdir()
     done = run_labels(f"labels.url={tmp_path / 'empty'}", f"paths.labels={tmp_path / 'out'}", tmp_path=tmp_path)
@@ -136,6 +141,7 @@ def cfg_for(root: Path, **paths):
                              "evaluate": {"sentiment": {"C": [0.1, 1.0], "resamples": 200, "seed": 0}}})
 
 
+@pytest.mark.slow
 def test_the_evaluate_stage_reports_the_sentiment_figures_with_intervals(workspace):
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.evaluate", f"evaluate.vectors={workspace / 'model' / 'vectors.txt'}",
@@ -190,6 +196,7 @@ def test_misaligned_labels_stop_the_evaluation_with_a_clear_error(workspace, tmp
         sentiment_figures(cfg_for(workspace, labels=str(labels)), workspace / "model")
 
 
+@pytest.mark.slow
 def test_an_unreachable_host_names_labels_url_and_the_local_copy(tmp_path):
     with socket.socket() as probe:  # a port nobody listens on: the connection is refused at once
         probe.bind(("127.0.0.1", 0))
@@ -200,6 +207,7 @@ def test_an_unreachable_host_names_labels_url_and_the_local_copy(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_text_corpus_needs_no_labels_not_even_a_network(tmp_path):
     """With corpus=text the stage fetches nothing (the default labels.url is unreachable here) and
     leaves a note in place of the trees, so an offline `dvc repro` of a text corpus does not stop."""

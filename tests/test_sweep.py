@@ -8,10 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 # shared fixtures and helpers (pytest puts tests/ on sys.path)
 from test_train_stage import run_env, steps_of
+
+pytestmark = pytest.mark.slow
 
 
 def sweep_command(corpus, tmp_path, *overrides):
@@ -97,6 +100,7 @@ def checkpointed_runs(checkpoints: Path) -> list[str]:
     return run_ids
 
 
+@pytest.mark.integration
 def test_an_interrupted_joblib_sweep_continues_with_the_same_command(fixture_corpus, empty_store, tmp_path):
     # the two short jobs finish first; the two long ones are interrupted after their first checkpoint
     command = sweep_command(fixture_corpus, tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",

@@ -44,6 +44,7 @@ def test_each_loss_has_its_own_learning_rate_and_subsampling():
     assert composed("loss=naive_softmax", "train.lr=0.1").train.lr == 0.1
 
 
+@pytest.mark.slow
 def test_a_preset_sweep_ends_with_its_report_and_the_job_table(fixture_corpus, empty_store, tmp_path):
     command = [sys.executable, "-m", "pipeline.train", "-m", "+sweep=window", f"paths.processed={fixture_corpus}",
                f"paths.checkpoints={tmp_path / 'checkpoints'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
@@ -85,6 +86,7 @@ def test_a_preset_sweep_ends_with_its_report_and_the_job_table(fixture_corpus, e
         assert any(line.startswith(f"[#{number} window={window},seed={seed}] ") for line in job_lines)
 
 
+@pytest.mark.slow
 def test_a_run_by_hand_has_no_prefix_and_ends_with_its_figures(fixture_corpus, empty_store, tmp_path):
     done = subprocess.run([sys.executable, "-m", "pipeline.train", f"paths.processed={fixture_corpus}",
                            f"paths.checkpoints={tmp_path / 'checkpoints'}", f"hydra.run.dir={tmp_path / 'run'}",

@@ -163,6 +163,7 @@ def test_bad_sst_files(tmp_path, sst_dir):
 
 # --- the stage ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_stage_on_sst_writes_the_corpus_and_metrics(sst_dir, tmp_path):
     processed = tmp_path / "processed"
     result = run_tokenize(sst_dir, processed)
@@ -179,6 +180,7 @@ def test_stage_on_sst_writes_the_corpus_and_metrics(sst_dir, tmp_path):
     assert corpus.vocab_size == 19_539 and corpus.train_on == "train"
 
 
+@pytest.mark.slow
 def test_stage_train_on_all_and_fix_encoding(sst_dir, tmp_path):
     processed = tmp_path / "processed"
     result = run_tokenize(sst_dir, processed, "corpus.train_on=all", "corpus.fix_encoding=true")
@@ -190,6 +192,7 @@ def test_stage_train_on_all_and_fix_encoding(sst_dir, tmp_path):
     assert stats["counted_tokens"] == sum(stats[s]["tokens"] for s in ("train", "dev", "test")) + 1
 
 
+@pytest.mark.slow
 def test_stage_on_a_text_corpus(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -201,6 +204,7 @@ def test_stage_on_a_text_corpus(tmp_path):
     assert corpus.words == ["a", "b", "UNK"] and corpus.counts.tolist() == [4, 2, 3 + 1]
 
 
+@pytest.mark.slow
 def test_stage_bad_input_gives_one_line_and_no_output(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -99,6 +99,8 @@ def listening_addresses(port: int) -> set[str]:
 
 
 @requires_postgresql
+@pytest.mark.slow
+@pytest.mark.integration
 def test_server_is_on_loopback_postgresql_with_a_private_generated_password(server):
     status = server.run("status")
     assert "running on 127.0.0.1" in status.stdout and server.uri in status.stdout
@@ -129,6 +131,8 @@ def test_server_is_on_loopback_postgresql_with_a_private_generated_password(serv
 
 
 @requires_postgresql
+@pytest.mark.slow
+@pytest.mark.integration
 def test_parallel_sweep_of_eight_jobs_arrives_whole(server, corpus_dir, tmp_path):
     iterations, log_every = 200, 10
     experiment = "server-sweep"
@@ -158,6 +162,8 @@ def test_parallel_sweep_of_eight_jobs_arrives_whole(server, corpus_dir, tmp_path
 
 
 @requires_postgresql
+@pytest.mark.slow
+@pytest.mark.integration
 def test_run_that_loses_the_server_resumes_from_its_checkpoint_with_no_step_lost(server, corpus_dir, tmp_path):
     """Stop the server midway: the run fails with one error line naming the server and keeps its
     checkpoint; the same command, once the server is back, finishes the same MLflow run with every

@@ -48,6 +48,7 @@ def steps_of(client, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
+@pytest.mark.slow
 def test_single_run_records_params_tags_metrics_and_artifacts(fixture_corpus, empty_store, tmp_path):
     command = train_command(fixture_corpus, tmp_path, "train.iterations=120", "train.checkpoint_every=50",
                             "train.window=3")
@@ -95,6 +96,8 @@ def test_single_run_records_params_tags_metrics_and_artifacts(fixture_corpus, em
     assert not list((tmp_path / "checkpoints").rglob("checkpoint.json"))
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_killed_run_resumes_into_the_same_run_with_every_step_once(fixture_corpus, empty_store, tmp_path):
     # log every iteration: 1000 buffered values are flushed at step 250 and 550, between the
     # checkpoints at 300 and 600, so the kill happens with steps logged past the last checkpoint;
@@ -133,6 +136,7 @@ def test_killed_run_resumes_into_the_same_run_with_every_step_once(fixture_corpu
     assert [int(row.split(",")[0]) for row in rows[1:]] == list(range(1, 801))
 
 
+@pytest.mark.slow
 def test_diverging_run_is_marked_failed_and_keeps_its_last_good_checkpoint(fixture_corpus, empty_store, tmp_path):
     # float64: its vectors overflow later (iteration 80) than float32's (13), after a checkpoint
     command = train_command(fixture_corpus, tmp_path, "train.iterations=300", "train.checkpoint_every=20",
@@ -214,6 +218,7 @@ def test_svd_projection_is_the_assignments_and_plots_are_pngs(tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_corpus_settings_that_contradict_the_processed_corpus_are_refused(empty_store, tmp_path):
     """Train logs the corpus settings its vectors came from: an override that the processed corpus
     was not built with is one line saying to tokenize again, and opens no run."""

@@ -271,6 +271,7 @@ print(np.array_equal(one.center_vectors, three.center_vectors),
 """
 
 
+@pytest.mark.slow
 def test_three_threads_give_the_one_thread_bits_too():
     """An odd number of threads: three parts of the rows, 8 streams spread 3-3-2."""
     import os
@@ -324,6 +325,8 @@ train(corpus, TrainConfig(dim=4, window=2, K=2, iterations=20, batch_size=4))
 """
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_progress_bar_on_a_terminal_only(tmp_path):
     import fcntl
     import os
