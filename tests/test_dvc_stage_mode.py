@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline.common import dvc_stage_name
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -19,6 +21,7 @@ def test_dvc_stage_name_is_the_environment_variable_dvc_sets(monkeypatch):
     assert dvc_stage_name() == "train"
 
 
+@pytest.mark.integration
 def test_dvc_repro_runs_its_stage_command_with_dvc_stage_set(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("DVC_")}
     env["PYTHONPATH"] = str(PROJECT_ROOT)

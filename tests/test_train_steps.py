@@ -137,10 +137,13 @@ def test_write_outputs_of_the_dvc_stage_replace_models_and_write_its_records(fix
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "stale.txt").write_text("from an older run\n")
     model_dir = write_outputs(cfg, hydra_job(tmp_path / "unused", dvc_stage=True), prepared.corpus, result, history,
-                              {"run_id": "run-id"}, {"final_loss_smoothed": 3.475}, attempt)
+                              {"run_id": "run-id"}, {"final_loss_smoothed": 3.475, "train_seconds": 1.5,
+                                                     "compile_seconds": 0.25, "logging_seconds": 0.125}, attempt)
     assert model_dir == attempt.model_dir == tmp_path / "models"
     assert sorted(p.name for p in model_dir.iterdir()) == sorted({*MODEL_FILES, "mlflow_run.json"})
     assert json.loads((model_dir / "mlflow_run.json").read_text()) == {"run_id": "run-id"}
-    assert json.loads((tmp_path / "metrics" / "train.json").read_text()) == {"final_loss_smoothed": 3.475}
+    # the DVC metrics keep the headline figures; compile and logging seconds stay in MLflow
+    assert json.loads((tmp_path / "metrics" / "train.json").read_text()) == {"final_loss_smoothed": 3.475,
+                                                                               "train_seconds": 1.5}
     assert (tmp_path / "plots" / "loss.csv").read_text() == "step,loss,loss_smoothed,lr\n10,3.5,3.5,0.3\n20,3.0,3.475,0.3\n"
     assert not (tmp_path / "unused").exists()
