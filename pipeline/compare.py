@@ -26,7 +26,8 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from pipeline.common import StageError, project_path, stage
-from pipeline.compare_stats import CI_SUFFIX, DIRECTIONS, HELDOUT, eta_squared, lower_is_better, seed_groups
+from pipeline.compare_stats import (CI_SUFFIX, DIRECTIONS, HELDOUT, eta_squared, lower_is_better, seed_groups,
+                                    varies_with)
 from w2v.atomic import atomic_directory
 
 PARENT_TAG = "tags.mlflow.parentRunId"
@@ -133,11 +134,14 @@ def ranked_table(runs: pd.DataFrame, metric: str, params: list[str]) -> pd.DataF
 
 
 def importance(table: pd.DataFrame, metrics: list[str], params: list[str]) -> pd.DataFrame:
-    """eta squared per parameter (rows) and metric (columns `eta2 <metric>`), by the first metric."""
+    """eta squared per parameter (rows) and metric (columns `eta2 <metric>`), by the first metric;
+    column `varies with`: the parameters whose values follow this one's (compare_stats.varies_with)."""
     result = None
     for metric in metrics:
         eta = eta_squared(table, metric, params).rename(columns={"eta2": f"eta2 {metric}"})
         result = eta if result is None else result.merge(eta.drop(columns="values"), on="parameter", how="left")
+    together = varies_with(table, params)
+    result["varies with"] = [", ".join(together.get(param, [])) for param in result["parameter"]]
     return result
 
 

@@ -106,6 +106,20 @@ def seed_groups(table: pd.DataFrame, metric: str, params: list[str]) -> pd.DataF
     return groups.drop(columns="_key")
 
 
+def varies_with(table: pd.DataFrame, params: list[str]) -> dict[str, list[str]]:
+    """Per parameter, the other parameters whose values follow its own one to one over the runs
+    (a per-loss default such as train.lr in a sweep over loss.name): their effects cannot be told
+    apart, and their eta squared is one shared figure."""
+    levels = {param: table[param].astype(str) for param in params}
+    together = {param: [] for param in params}
+    for param in params:
+        for other in params:
+            pairs = pd.DataFrame({"a": levels[param], "b": levels[other]}).drop_duplicates()
+            if other != param and len(pairs) == levels[param].nunique() == levels[other].nunique():
+                together[param].append(other)
+    return together
+
+
 def eta_squared(table: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFrame:
     """Per parameter: the share of the metric's variance over all runs explained by its values
     (one-way eta squared = between-value sum of squares / total sum of squares), largest first.

@@ -128,6 +128,20 @@ def test_higher_is_better_metrics_rank_descending(store, tmp_path):
     assert list(groups["distinguishable_from_best"]) == ["best", "yes"]
 
 
+def test_parameters_that_vary_together_are_named_and_share_one_eta_squared(store, tmp_path):
+    # in the loss sweep each loss brings its own train.lr: the two effects cannot be told apart
+    _, out = run_compare(store, tmp_path, "loss")
+    importance = pd.read_csv(out / "importance.csv", keep_default_na=False).set_index("parameter")
+    assert importance.loc["loss.name", "varies with"] == "train.lr"
+    assert importance.loc["train.lr", "varies with"] == "loss.name"
+    assert importance.loc["train.seed", "varies with"] == ""
+    assert importance.loc["loss.name", "eta2 eval_heldout_ns_loss"] == \
+        importance.loc["train.lr", "eta2 eval_heldout_ns_loss"]
+    assert "cannot be told apart" in (out / "report.md").read_text()
+    _, out = run_compare(store, tmp_path, "window")  # window and seed vary independently
+    assert set(pd.read_csv(out / "importance.csv", keep_default_na=False)["varies with"]) == {""}
+
+
 def test_eta_squared_of_each_parameter(store, tmp_path):
     _, out = run_compare(store, tmp_path, "window")
     importance = pd.read_csv(out / "importance.csv").set_index("parameter")
