@@ -4,6 +4,7 @@ distinguishability rule and parameter importance (one-way eta squared).
 Every figure a run reports may carry `<name>_ci95`, the half-width of its 95% bootstrap interval
 (pipeline.evaluate). The rules here use it only where a group has a single seed.
 """
+import itertools
 import math
 
 import numpy as np
@@ -112,12 +113,12 @@ def varies_with(table: pd.DataFrame, params: list[str]) -> dict[str, list[str]]:
     apart, and their eta squared is one shared figure."""
     levels = {param: table[param].astype(str) for param in params}
     together = {param: [] for param in params}
-    for param in params:
-        for other in params:
-            pairs = pd.DataFrame({"a": levels[param], "b": levels[other]}).drop_duplicates()
-            if other != param and len(pairs) == levels[param].nunique() == levels[other].nunique():
-                together[param].append(other)
-    return together
+    for first, second in itertools.combinations(params, 2):
+        pairs = pd.DataFrame({"a": levels[first], "b": levels[second]}).drop_duplicates()
+        if len(pairs) == levels[first].nunique() == levels[second].nunique():  # one to one
+            together[first].append(second)
+            together[second].append(first)
+    return {param: sorted(others) for param, others in together.items()}
 
 
 def eta_squared(table: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFrame:

@@ -173,6 +173,18 @@ def browser():
         yield browser
 
 
+def click_the_experiment(browser, experiment_id):
+    """Click experiment `w2v` in the experiment list the page shows (its link is #/experiments/<id>)."""
+    browser.click("w2v", among=f"a[href='#/experiments/{experiment_id}']")
+
+
+def open_from_the_home_page(browser, ui, experiment_id):
+    """Open the UI's home page and click the experiment among its recent experiments."""
+    browser.open(f"{ui}/")
+    browser.wait_for("document.body.innerText.includes('Recent Experiments')")
+    click_the_experiment(browser, experiment_id)
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_a_fresh_browser_opens_the_experiment_on_the_genai_overview(ui, sweep_store, browser):
@@ -192,9 +204,7 @@ def test_a_fresh_browser_opens_the_experiment_on_the_genai_overview(ui, sweep_st
 @pytest.mark.slow
 @pytest.mark.integration
 def test_the_home_page_opens_the_experiment_on_the_genai_overview(ui, sweep_store, browser):
-    browser.open(f"{ui}/")
-    browser.wait_for("document.body.innerText.includes('Recent Experiments')")
-    browser.click("w2v", among=f"a[href='#/experiments/{sweep_store['experiment_id']}']")
+    open_from_the_home_page(browser, ui, sweep_store["experiment_id"])
     assert browser.wait_for(SHOWN) == "GenAI overview"
 
 
@@ -209,7 +219,7 @@ def test_the_readme_address_opens_the_experiment_on_its_runs_and_only_that_page(
     assert browser.evaluate("localStorage.getItem('mlflow.workflowType_v1')") is None  # not remembered
     browser.click("Experiments")
     browser.wait_for("location.hash === '#/experiments'")  # the experiment list
-    browser.click("w2v", among=f"a[href='#/experiments/{sweep_store['experiment_id']}']")
+    click_the_experiment(browser, sweep_store["experiment_id"])
     assert browser.wait_for(SHOWN) == "GenAI overview"
 
 
@@ -223,9 +233,7 @@ def test_the_model_training_switch_is_remembered_by_the_browser(ui, sweep_store,
     browser.click("Model training")
     assert browser.wait_for(SHOWN) == "training runs"
     assert browser.evaluate("localStorage.getItem('mlflow.workflowType_v1')") == '"machine_learning"'
-    browser.open(f"{ui}/")
-    browser.wait_for("document.body.innerText.includes('Recent Experiments')")
-    browser.click("w2v", among=f"a[href='#/experiments/{sweep_store['experiment_id']}']")
+    open_from_the_home_page(browser, ui, sweep_store["experiment_id"])
     assert browser.wait_for(SHOWN) == "training runs"
     browser.open(f"{ui}/#/experiments/{sweep_store['experiment_id']}")
     assert browser.wait_for(SHOWN) == "training runs"

@@ -328,6 +328,8 @@ def run_iterations(stepper, state: TrainingState, config: TrainConfig, events: R
     minibatch loss (state.step stays at the last event before it)."""
     # BLAS (naive softmax's products) on config.threads threads, 1 by default: the (50, V) x (V, 10)
     # products gain little from a second thread on a shared machine, and one keeps bit-identity
+    # BLAS (naive softmax's products) on config.threads threads, 1 by default: the (50, V) x (V, 10)
+    # products gain little from a second thread on a shared machine, and one keeps bit-identity
     blas_threads = threadpool_limits(limits=config.threads, user_api="blas")
     start = time.perf_counter()
     events.start(state.step, start)
@@ -346,11 +348,13 @@ def run_iterations(stepper, state: TrainingState, config: TrainConfig, events: R
         blas_threads.restore_original_limits()
 
 
-def _checked_metadata(config, metadata: dict | None) -> dict:
+def _checked_arguments(config, metadata: dict | None) -> dict:
+    """Refuse a config that is not a TrainConfig; metadata as a dict, refused now (not at the first
+    checkpoint) when it is not JSON-able."""
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     metadata = dict(metadata or {})
-    json.dumps(metadata)  # fail now, not at the first checkpoint, on non-JSON-able metadata
+    json.dumps(metadata)
     return metadata
 
 
@@ -365,7 +369,7 @@ def train(corpus, config: TrainConfig, checkpoint_dir: Path | None = None,
     saved). metadata: JSON-able, stored in every checkpoint. progress: a tqdm bar on a terminal.
     Raises DivergenceError at the first non-finite minibatch loss.
     """
-    metadata = _checked_metadata(config, metadata)
+    metadata = _checked_arguments(config, metadata)
     compile_seconds = _warm_up(config)  # numba's start-up and kernel loading, timed apart
     pool_seed, init_seed, train_seed = np.random.SeedSequence(config.seed).spawn(3)
     tokens, offsets = corpus.training_sentences()
