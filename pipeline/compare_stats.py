@@ -21,6 +21,9 @@ DIRECTIONS = {
     "eval_heldout_ns_loss": "lower",
     "eval_heldout_recall10": "higher",
     "eval_heldout_oov": "lower",
+    "eval_heldout_nll_vs_unigram": "lower",      # figure - reference, paired interval
+    "eval_heldout_ns_loss_vs_zero": "lower",
+    "eval_heldout_recall10_vs_frequent": "higher",
     "eval_ws353_spearman": "higher",
     "eval_simlex_spearman": "higher",
     "eval_analogy_acc": "higher",

@@ -28,7 +28,7 @@ from pipeline.common import StageError, project_path, stage
 from pipeline.sentiment import sentiment_figures
 from w2v.atomic import atomic_write_text
 from w2v.evaluation import evaluate_vectors, evaluation_report, load_vectors
-from w2v.heldout import HeldoutProtocol, HeldoutResult, heldout_figures, heldout_report
+from w2v.heldout import REFERENCE_NAMES, HeldoutProtocol, HeldoutResult, difference_metric, heldout_figures, heldout_report
 
 HELDOUT_SPLIT = "dev"
 HEADLINE = ("eval_ws353_spearman", "eval_simlex_spearman", "eval_analogy_acc",
@@ -91,9 +91,8 @@ def heldout_metrics(result: HeldoutResult | None) -> dict[str, float]:
     """eval_heldout_* figures, their _ci95, the share left out and the references (empty without result)."""
     if result is None:
         return {}
-    references = {"nll": "unigram", "ns_loss": "zero", "recall10": "frequent"}
     return result.metrics() | {f"eval_heldout_{name}_{suffix}": result.references[name]
-                               for name, suffix in references.items()}
+                               for name, suffix in REFERENCE_NAMES.items()}
 
 
 def _saved_run_config(model_dir: Path) -> DictConfig | None:
@@ -169,7 +168,8 @@ def evaluate_vectors_file(cfg: DictConfig, run_cfg: DictConfig | None, vectors_p
     metrics = (evaluation.metrics() | heldout_metrics(heldout) | sentiment.metrics
                | {"eval_absent_words": float(len(evaluation.absent_words))})
     intervals = (evaluation.intervals() | sentiment.intervals
-                 | ({f"eval_heldout_{k}": v for k, v in heldout.intervals.items()} if heldout else {}))
+                 | ({f"eval_heldout_{k}": v for k, v in heldout.intervals.items()} if heldout else {})
+                 | ({difference_metric(k): v for k, v in heldout.difference_intervals.items()} if heldout else {}))
     report = (evaluation_report(evaluation, source=str(vectors_path)) + heldout_report(heldout, HELDOUT_SPLIT, note)
               + sentiment.report)
 

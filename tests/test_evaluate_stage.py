@@ -134,6 +134,13 @@ def test_stage_writes_dvc_metrics_report_and_logs_into_the_training_run(project)
         interval = metrics["intervals"][name]
         assert interval["low"] <= metrics[name] <= interval["high"]
         assert metrics[f"{name}_ci95"] == pytest.approx((interval["high"] - interval["low"]) / 2)
+    # figure - reference, with the interval of the same resamples scored both ways
+    vs_unigram = metrics["eval_heldout_nll_vs_unigram"]
+    assert vs_unigram == pytest.approx(metrics["eval_heldout_nll"] - metrics["eval_heldout_nll_unigram"], abs=1e-12)
+    interval = metrics["intervals"]["eval_heldout_nll_vs_unigram"]
+    assert interval["low"] <= vs_unigram <= interval["high"]
+    assert metrics["eval_heldout_nll_vs_unigram_ci95"] == pytest.approx((interval["high"] - interval["low"]) / 2)
+    assert {"eval_heldout_ns_loss_vs_zero", "eval_heldout_recall10_vs_frequent"} <= set(metrics)
     assert metrics["intervals"]["eval_ws353_spearman"] == {"low": None, "high": None}  # 5 pairs: no interval
     report = (project["tmp"] / "reports" / "evaluation.md").read_text()
     assert "| WordSim-353 | Spearman | 0.9000 | n/a | 5/353 pairs | 98.6% |" in report
@@ -146,6 +153,7 @@ def test_stage_writes_dvc_metrics_report_and_logs_into_the_training_run(project)
     for name in HELDOUT:
         assert run.data.metrics[name] == pytest.approx(metrics[name], rel=1e-12)
         assert run.data.metrics[f"{name}_ci95"] == pytest.approx(metrics[f"{name}_ci95"], rel=1e-12)
+    assert run.data.metrics["eval_heldout_nll_vs_unigram"] == pytest.approx(vs_unigram, rel=1e-12)
     assert "eval_analogy_acc" not in run.data.metrics  # NaN figures stay out of MLflow
     assert "eval_ws353_spearman_ci95" not in run.data.metrics
     artifacts = {a.path for a in project["client"].list_artifacts(project["run_id"], "evaluation")}
@@ -166,7 +174,7 @@ def test_same_vectors_give_the_same_held_out_figures_whatever_config_they_were_t
     done = run_stage(project, "train.window=4", "train.K=7", "loss=neg_sampling")
     assert done.returncode == 0, done.stderr
     second = json.loads((project["tmp"] / "reports" / "evaluation.json").read_text())
-    assert len(held_out_keys(first)) == 10
+    assert len(held_out_keys(first)) == 16  # 3 figures, 3 references, 3 differences, 6 half-widths, the OOV share
     assert {k: first[k] for k in held_out_keys(first)} == {k: second[k] for k in held_out_keys(second)}
     assert {k: first["intervals"][k] for k in HELDOUT} == {k: second["intervals"][k] for k in HELDOUT}
     other_protocol = run_stage(project, "evaluate.heldout.window=2")

@@ -202,6 +202,49 @@ def test_report_lists_each_figure_beside_its_reference_or_the_note():
     result = heldout_figures(tokens, offsets, center, outside, counts)
     report = heldout_report(result)
     low, high = result.intervals["ns_loss"]
+    zero = 11 * math.log(2)
     assert (f"| NS loss, fixed negatives | {result.figures['ns_loss']:.4f} | [{low:.4f}, {high:.4f}] | "
-            f"all-zero vectors, (K+1) ln 2 | {11 * math.log(2):.4f} | lower |") in report
+            f"all-zero vectors, (K+1) ln 2 | {zero:.4f} | {result.figures['ns_loss'] - zero:+.4f} | "
+            f"[{low - zero:+.4f}, {high - zero:+.4f}] | lower |") in report
     assert "No held-out figures: because." in heldout_report(None, note="because.")
+
+
+def pair_model(tokens, offsets, counts, window, smoothing):
+    """Vectors (dim V) whose scores are log p(o|c) from the pairs' own counts, mixed with the unigram:
+    centre vectors the identity, outside vector w the column log p(w|.)."""
+    V = len(counts)
+    unigram = np.where(counts > 0, counts, 0) / counts.sum()
+    joint = np.zeros((V, V))
+    for _, c, o in reference_pairs(tokens, offsets, window):
+        joint[c, o] += 1
+    conditional = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1)
+    mixed = (1 - smoothing) * unigram + smoothing * conditional
+    return np.eye(V), np.log(np.where(mixed > 0, mixed, 1e-300)).T
+
+
+def test_the_difference_from_each_reference_has_a_paired_interval_that_says_which_side_it_is_on():
+    tokens, offsets, counts, _, _ = tiny_corpus(seed=5, V=40, sentences=300)
+    counts = np.bincount(tokens, minlength=40).astype(np.int64)  # the vectors see their own pairs' counts
+    protocol = HeldoutProtocol(window=2, K=5)
+    log_p = np.log(np.where(counts > 0, counts, 1) / counts.sum())
+    unigram = heldout_figures(tokens, offsets, np.ones((40, 1)), log_p[:, None], counts, protocol)
+    informed = heldout_figures(tokens, offsets, *pair_model(tokens, offsets, counts, 2, 0.5), counts, protocol)
+    uniform = heldout_figures(tokens, offsets, np.zeros((40, 2)), np.zeros((40, 2)), counts, protocol)
+    for result in (unigram, informed, uniform):
+        for name in ("nll", "ns_loss", "recall10"):
+            assert result.differences[name] == pytest.approx(result.figures[name] - result.references[name], abs=1e-12)
+            low, high = result.difference_intervals[name]
+            assert low <= result.differences[name] <= high
+            metrics = result.metrics()
+            vs = {"nll": "unigram", "ns_loss": "zero", "recall10": "frequent"}[name]
+            assert metrics[f"eval_heldout_{name}_vs_{vs}"] == result.differences[name]
+            assert metrics[f"eval_heldout_{name}_vs_{vs}_ci95"] == pytest.approx((high - low) / 2)
+    assert unigram.difference_intervals["nll"] == pytest.approx((0, 0), abs=1e-9)  # the reference itself
+    assert "NLL: not distinguishable from the unigram of the training counts." in heldout_report(unigram)
+    assert informed.difference_intervals["nll"][1] < 0
+    assert "NLL: better than the unigram of the training counts." in heldout_report(informed)
+    assert uniform.difference_intervals["nll"][0] > 0
+    assert "NLL: worse than the unigram of the training counts." in heldout_report(uniform)
+    # pairing: the difference's interval is narrower than the figure's own when both move together
+    width = lambda interval: interval[1] - interval[0]
+    assert width(informed.difference_intervals["nll"]) < width(informed.intervals["nll"])

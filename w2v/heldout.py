@@ -21,7 +21,11 @@ Figures, each a mean per outside word (sum over pairs / number of pairs):
 
 References beside them: the unigram distribution of the training counts (nll), all-zero vectors,
 i.e. (K + 1) ln 2 (ns_loss), and the 10 most frequent training words other than c (recall10).
-Intervals resample the sentences (w2v.bootstrap).
+Intervals resample the sentences (w2v.bootstrap). Each figure's difference from its reference
+(`differences`, figure - reference) gets its own interval from the same resampled sentences
+scored both ways (paired): the reference is computed on those very pairs, so the interval of the
+difference is much narrower than the two intervals side by side would suggest, and it is the one
+that says whether vectors beat the reference.
 """
 import math
 import time
@@ -36,6 +40,7 @@ from w2v.engines.batched import _exp_shifted
 from w2v.sampling import NegativeTable
 
 TOP = 10             # recall@10
+REFERENCE_NAMES = {"nll": "unigram", "ns_loss": "zero", "recall10": "frequent"}  # metric suffixes
 CENTRE_BLOCK = 64    # unique centres per matrix product: 64 x V' float64 (8.5 MB at V' = 16,582)
 PAIR_BLOCK = 4096    # pairs per NS-loss block: 4096 x K x d float64 (33 MB at K = 10, d = 100)
 
@@ -56,6 +61,11 @@ class HeldoutProtocol:
         m = self.max_sentences
         if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
             raise ValueError(f"evaluate.heldout.max_sentences must be an integer >= 1 or null, got {m!r}")
+
+
+def difference_metric(name: str) -> str:
+    """The metric of figure `name` minus its reference, e.g. eval_heldout_nll_vs_unigram."""
+    return f"eval_heldout_{name}_vs_{REFERENCE_NAMES[name]}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,8 @@ class HeldoutResult:
     figures: dict[str, float]
     intervals: dict[str, tuple[float, float]]  # 95% bootstrap (low, high)
     references: dict[str, float]
+    differences: dict[str, float]  # figure - reference
+    difference_intervals: dict[str, tuple[float, float]]  # 95% bootstrap, paired over sentences
     seconds: float = 0.0
     sums: SentenceSums | None = field(default=None, repr=False)
 
@@ -87,6 +99,9 @@ class HeldoutResult:
         metrics = {f"eval_heldout_{name}": value for name, value in self.figures.items()}
         metrics |= {f"eval_heldout_{name}_ci95": half_width(self.intervals[name]) for name in self.figures}
         metrics["eval_heldout_oov"] = self.oov_share
+        for name, value in self.differences.items():
+            metrics[difference_metric(name)] = value
+            metrics[difference_metric(name) + "_ci95"] = half_width(self.difference_intervals[name])
         return metrics
 
 
@@ -255,10 +270,18 @@ def heldout_figures(tokens, offsets, center_vectors, outside_vectors, counts,
                  for name in figures}
     references = {"nll": sums.nll_unigram.sum() / pairs, "ns_loss": (protocol.K + 1) * math.log(2),
                   "recall10": sums.hits_frequent.sum() / pairs}
+    differences = {name: figures[name] - references[name] for name in figures}
+    zero = references["ns_loss"]  # a constant: the difference's interval is the figure's, shifted
+    difference_intervals = {
+        "nll": ratio_interval((sums.nll - sums.nll_unigram)[used], sums.pairs[used]),
+        "ns_loss": (intervals["ns_loss"][0] - zero, intervals["ns_loss"][1] - zero),
+        "recall10": ratio_interval((sums.hits - sums.hits_frequent)[used], sums.pairs[used])}
     return HeldoutResult(protocol=protocol, sentences=len(offsets) - 1 if protocol.max_sentences is None
                          else min(len(offsets) - 1, protocol.max_sentences), pairs=int(pairs),
                          oov_share=left_out / all_pairs, figures={k: float(v) for k, v in figures.items()},
                          intervals=intervals, references=references,
+                         differences={k: float(v) for k, v in differences.items()},
+                         difference_intervals=difference_intervals,
                          seconds=time.perf_counter() - started, sums=sums)
 
 
@@ -280,11 +303,27 @@ def heldout_report(result: HeldoutResult | None, split: str = "dev", note: str |
         + f", {result.pairs} pairs; {100 * result.oov_share:.1f}% of the pairs left out (a word with training "
         f"count 0). Means per outside word; 95% bootstrap intervals over sentences. Computed in {result.seconds:.1f} s.",
         "",
-        "| figure | value | 95% interval | reference | reference value | better |",
-        "|---|---|---|---|---|---|",
+        "| figure | value | 95% interval | reference | reference value | value - reference | 95% interval, paired | better |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, (title, reference, better) in FIGURE_NAMES.items():
         low, high = result.intervals[name]
+        difference_low, difference_high = result.difference_intervals[name]
         lines.append(f"| {title} | {result.figures[name]:.4f} | [{low:.4f}, {high:.4f}] | "
-                     f"{reference} | {result.references[name]:.4f} | {better} |")
+                     f"{reference} | {result.references[name]:.4f} | {result.differences[name]:+.4f} | "
+                     f"[{difference_low:+.4f}, {difference_high:+.4f}] | {better} |")
+    verdicts = [beats_reference(result, name) for name in FIGURE_NAMES]
+    lines += ["", "The paired interval scores the same resampled sentences with the vectors and with the "
+              "reference, so it is narrower than the two intervals side by side. " + " ".join(verdicts)]
     return "\n".join(lines) + "\n"
+
+
+def beats_reference(result: HeldoutResult, name: str) -> str:
+    """One sentence: whether the paired interval of figure `name` lies wholly on the better side."""
+    title, reference, better = FIGURE_NAMES[name]
+    low, high = result.difference_intervals[name]
+    if better == "lower" and high < 0 or better == "higher" and low > 0:
+        return f"{title.split(',')[0]}: better than the {reference}."
+    if better == "lower" and low > 0 or better == "higher" and high < 0:
+        return f"{title.split(',')[0]}: worse than the {reference}."
+    return f"{title.split(',')[0]}: not distinguishable from the {reference}."
