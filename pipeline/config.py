@@ -188,13 +188,31 @@ def train_config(cfg: DictConfig, threads: int | None = None) -> TrainConfig:
 
 def check_processed_corpus(cfg: DictConfig, recorded: dict | None, processed) -> None:
     """Refuse corpus.* reading settings that differ from those the processed corpus was built with
-    (`recorded`, w2v.corpus.corpus_settings; None for a corpus that records none)."""
+    (`recorded`, w2v.corpus.corpus_settings; None for a corpus that records none). A larger
+    corpus.min_count is allowed: `processed_corpus` applies it on load."""
     for key in CORPUS_READING_KEYS:
-        if recorded is not None and key in recorded and cfg.corpus.get(key) != recorded[key]:
-            raise StageError(
-                f"corpus.{key}={cfg.corpus.get(key)!r}, but the processed corpus in {processed} was built with "
-                f"corpus.{key}={recorded[key]!r}: rerun tokenize with it first (python -m pipeline.tokenize "
-                f"corpus.{key}={cfg.corpus.get(key)}, or dvc exp run -S corpus.{key}=...), or drop the override")
+        if recorded is None or key not in recorded or cfg.corpus.get(key) == recorded[key]:
+            continue
+        if key == "min_count" and isinstance(cfg.corpus.get(key), int) and cfg.corpus.get(key) > recorded[key]:
+            continue
+        raise StageError(
+            f"corpus.{key}={cfg.corpus.get(key)!r}, but the processed corpus in {processed} was built with "
+            f"corpus.{key}={recorded[key]!r}: rerun tokenize with it first (python -m pipeline.tokenize "
+            f"corpus.{key}={cfg.corpus.get(key)}, or dvc exp run -S corpus.{key}=...), or drop the override")
+
+
+def processed_corpus(processed, min_count: int | None = None):
+    """The corpus in `processed` (the tokenize stage's folder) as corpus.min_count = `min_count` asks.
+
+    A min_count above the one it was tokenized with is applied on load (w2v.corpus.with_min_count
+    gives what tokenizing with it would), so a run or a sweep can raise corpus.min_count without
+    tokenizing again; None or a smaller value leaves it as it is (check_processed_corpus refuses a
+    smaller one where it matters). Raises what w2v.corpus.load_corpus raises."""
+    from w2v.corpus import corpus_settings, load_corpus, with_min_count
+
+    corpus = load_corpus(processed)
+    built_with = (corpus_settings(processed) or {}).get("min_count", 1)
+    return with_min_count(corpus, min_count) if min_count is not None and min_count > built_with else corpus
 
 
 def training_fingerprint(cfg: DictConfig, corpus_fingerprint: str) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.common import StageError, project_path, stage
+from pipeline.config import processed_corpus
 from pipeline.sentiment import sentiment_figures
 from w2v.atomic import atomic_write_text
 from w2v.evaluation import evaluate_vectors, evaluation_report, load_vectors
@@ -45,11 +46,14 @@ def heldout_protocol(cfg: DictConfig) -> HeldoutProtocol:
         raise StageError(f"{error}: fix evaluate.heldout in conf/config.yaml or on the command line")
 
 
+def trained_min_count(cfg: DictConfig, run_cfg: DictConfig | None) -> int | None:
+    """The corpus.min_count the vectors were trained at: the run's own when its config is known."""
+    return OmegaConf.select(run_cfg if run_cfg is not None else cfg, "corpus.min_count", default=None)
+
+
 def _heldout_inputs(cfg: DictConfig, run_cfg: DictConfig | None, model_dir: Path):
     """(corpus, centre vectors, outside vectors), or a note (str) saying why there is no held-out split."""
     import numpy as np
-
-    from w2v.corpus import load_corpus
 
     if not (model_dir / "outside_vectors.npy").is_file() or not (model_dir / "vectors.npy").is_file():
         return f"no vectors.npy and outside_vectors.npy beside the vectors in {model_dir} (both are needed)"
@@ -57,7 +61,7 @@ def _heldout_inputs(cfg: DictConfig, run_cfg: DictConfig | None, model_dir: Path
         return "the model was trained on all sentences (corpus.train_on=all), dev included"
     processed = project_path(cfg.paths.processed)
     try:
-        corpus = load_corpus(processed)
+        corpus = processed_corpus(processed, trained_min_count(cfg, run_cfg))
     except (OSError, ValueError) as error:
         raise StageError(f"cannot read the processed corpus in {processed} for the held-out figures ({error}): "
                          f"run `dvc repro tokenize` first")
@@ -164,7 +168,8 @@ def evaluate_vectors_file(cfg: DictConfig, run_cfg: DictConfig | None, vectors_p
     heldout, note = heldout_evaluation(cfg, run_cfg, vectors_path.parent)
     if note:
         print(f"note: no held-out figures: {note}", file=sys.stderr)
-    sentiment = sentiment_figures(cfg, vectors_path.parent)  # eval_sst5_acc, eval_sst2_acc, ... or a note
+    # eval_sst5_acc, eval_sst2_acc, ... or a note
+    sentiment = sentiment_figures(cfg, vectors_path.parent, trained_min_count(cfg, run_cfg))
     metrics = (evaluation.metrics() | heldout_metrics(heldout) | sentiment.metrics
                | {"eval_absent_words": float(len(evaluation.absent_words))})
     intervals = (evaluation.intervals() | sentiment.intervals

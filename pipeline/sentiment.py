@@ -15,8 +15,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.common import StageError, project_path
+from pipeline.config import processed_corpus
 from w2v.bootstrap import RESAMPLES
-from w2v.corpus import DEV, TEST, load_corpus
+from w2v.corpus import DEV, TEST
 from w2v.sentiment import (C_GRID, TREE_FILES, LabelsError, OtherCorpusError, SentimentResult, evaluate_sentiment,
                            read_labels)
 
@@ -49,8 +50,9 @@ def absent(note: str) -> SentimentFigures:
     return SentimentFigures(report=f"\nNo SST sentiment figures: {note}.\n", note=note)
 
 
-def sentiment_figures(cfg: DictConfig, model_dir: Path) -> SentimentFigures:
-    """SST-5 / SST-2 figures of model_dir/vectors.npy on cfg.paths.processed and cfg.paths.labels."""
+def sentiment_figures(cfg: DictConfig, model_dir: Path, min_count: int | None = None) -> SentimentFigures:
+    """SST-5 / SST-2 figures of model_dir/vectors.npy on cfg.paths.processed (at corpus.min_count =
+    `min_count`, pipeline.config.processed_corpus) and cfg.paths.labels."""
     if OmegaConf.select(cfg, "evaluate.sentiment.enabled") is False:
         return absent("evaluate.sentiment.enabled=false")
     if OmegaConf.select(cfg, "paths.labels") is None:
@@ -65,7 +67,7 @@ def sentiment_figures(cfg: DictConfig, model_dir: Path) -> SentimentFigures:
     if not (model_dir / "vectors.npy").is_file():
         return absent(f"no {model_dir / 'vectors.npy'} (the centre vectors in corpus order) beside the vectors")
     try:
-        corpus = load_corpus(processed)
+        corpus = processed_corpus(processed, min_count)
     except (OSError, ValueError) as error:
         return absent(f"no processed corpus in {processed} ({error})")
     if not ((corpus.split == DEV).any() and (corpus.split == TEST).any()):

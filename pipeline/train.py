@@ -48,7 +48,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import tracking
 from pipeline.common import StageError, dvc_stage_name, project_path, stage
-from pipeline.config import check_processed_corpus, train_config, training_fingerprint, with_machine_settings
+from pipeline.config import (check_processed_corpus, processed_corpus, train_config, training_fingerprint,
+                             with_machine_settings)
 from pipeline.launcher import current_launcher_plan
 from w2v.atomic import atomic_directory, atomic_write_text
 from w2v.corpus import Corpus  # pipeline.config has imported w2v.corpus and w2v.trainer already
@@ -559,12 +560,12 @@ def prepare(cfg: DictConfig) -> Prepared:
 
     processed = project_path(cfg.paths.processed)
     try:
-        corpus = load_corpus(processed)
-        recorded = corpus_settings(processed)
+        recorded = corpus_settings(processed) or {"train_on": load_corpus(processed).train_on}
+        check_processed_corpus(cfg, recorded, processed)
+        corpus = processed_corpus(processed, cfg.corpus.get("min_count"))
     except (OSError, ValueError) as error:
         raise StageError(f"cannot read the processed corpus in {processed} ({error}): run `dvc repro tokenize` "
                          f"or `python -m pipeline.tokenize` first") from None
-    check_processed_corpus(cfg, recorded or {"train_on": corpus.train_on}, processed)
     return Prepared(corpus, train_config(cfg), checkpoint_dir_for(cfg, corpus))
 
 

@@ -36,7 +36,7 @@ def test_defaults_are_the_classic_run():
 
 def test_each_loss_brings_its_own_step_and_subsampling_and_an_override_wins():
     naive = train_config(composed("loss=naive_softmax"))
-    assert (naive.lr, naive.anneal_every, naive.subsample) == (2.0, 5000, 0.0)
+    assert (naive.lr, naive.lr_schedule, naive.subsample) == (1.5, "linear", 0.0)
     assert train_config(composed()).subsample == 1e-5
     assert train_config(composed("loss=naive_softmax", "train.subsample=1e-4")).subsample == 1e-4
     with pytest.raises(StageError, match="train.subsample must be a finite number >= 0"):

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2v.corpus import Corpus, build_corpus, keep_probabilities, load_corpus, save_corpus
+from w2v.corpus import Corpus, build_corpus, keep_probabilities, load_corpus, save_corpus, with_min_count
 
 SENTENCES = [["the", "cat", "sat"], ["the", "dog"], ["a", "cat", "ran", "the"]]
 SPLIT = [1, 3, 2]  # train, dev, test
@@ -65,6 +65,25 @@ def test_min_count_maps_rare_words_to_unk():
     assert corpus.words == ["the", "cat", "UNK"]
     assert corpus.tokens.tolist() == [0, 1, 2, 0, 2, 2, 1, 2, 0]
     assert corpus.counts.tolist() == [3, 2, 4 + 1]  # four rare tokens plus the assignment's one
+
+
+@pytest.mark.parametrize("train_on", ["all", "train"])
+def test_a_larger_min_count_applied_afterwards_gives_the_corpus_tokenizing_with_it_gives(train_on):
+    rng = np.random.default_rng(7)
+    words = [f"w{i}" for i in range(40)] + ["UNK"]
+    sentences = [[words[i] for i in rng.zipf(1.5, rng.integers(1, 12)) % 41] for _ in range(200)]
+    split = rng.integers(1, 4, 200)
+    for min_count in (2, 3, 5, 50):
+        direct = build_corpus(sentences, split, train_on=train_on, min_count=min_count)
+        later = with_min_count(build_corpus(sentences, split, train_on=train_on), min_count)
+        assert later.words == direct.words and later.train_on == direct.train_on == train_on
+        for name in ("counts", "tokens", "offsets", "split"):
+            assert np.array_equal(getattr(later, name), getattr(direct, name)), name
+        assert len(direct.words) < 42  # some words did become UNK
+    original = build_corpus(sentences, split, train_on=train_on)
+    tokens_before = original.tokens.copy()
+    with_min_count(original, 5)
+    assert np.array_equal(original.tokens, tokens_before)  # the corpus it started from is untouched
 
 
 def test_the_word_unk_in_input_is_the_unk_token():

@@ -30,7 +30,9 @@ def test_each_preset_sweeps_its_parameter_over_three_seeds(name):
     assert set(params) == {PRESETS[name], "train.seed"}
     assert params["train.seed"] == "0,1,2"
     assert len(params[PRESETS[name]].split(",")) >= 2
-    assert "sweep" not in cfg  # the preset only sets hydra.sweeper.params and train.* sizes
+    assert "sweep" not in cfg  # the preset only sets hydra.sweeper.params, train.* sizes and (loss) min_count
+    # the loss preset compares both losses on the words seen 5 times or more (applied on load)
+    assert cfg.corpus.min_count == (5 if name == "loss" else composed().corpus.min_count)
 
 
 def test_each_loss_has_its_own_learning_rate_and_subsampling():
@@ -39,7 +41,8 @@ def test_each_loss_has_its_own_learning_rate_and_subsampling():
     # carries its own defaults; an explicit train.lr still wins
     assert (composed().train.lr, composed().train.subsample) == (0.3, 1e-5)
     assert composed("loss=naive_softmax").train.lr == composed("loss=naive_softmax", "+sweep=loss").train.lr
-    assert (composed("loss=naive_softmax").train.lr, composed("loss=naive_softmax").train.subsample) == (2, 0)
+    naive = composed("loss=naive_softmax").train
+    assert (naive.lr, naive.lr_schedule, naive.subsample) == (1.5, "linear", 0)
     assert composed("loss=naive_softmax", "+sweep=loss").train.subsample == 0
     assert composed("loss=naive_softmax", "train.lr=0.1").train.lr == 0.1
 

@@ -221,27 +221,28 @@ def test_svd_projection_is_the_assignments_and_plots_are_pngs(tmp_path):
 @pytest.mark.slow
 def test_corpus_settings_that_contradict_the_processed_corpus_are_refused(empty_store, tmp_path):
     """Train logs the corpus settings its vectors came from: an override that the processed corpus
-    was not built with is one line saying to tokenize again, and opens no run."""
+    was not built with, and cannot be derived from it, is one line saying to tokenize again, and
+    opens no run. A larger corpus.min_count is applied on load (next test)."""
     rng = np.random.default_rng(0)
     words = VISUALIZE_WORDS + [f"w{i}" for i in range(40)]
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "corpus.txt").write_text(
-        "\n".join(" ".join(rng.choice(words, size=8)) for _ in range(300)) + "\n", encoding="utf-8")
+        "\n".join(" ".join(rng.choice(words, size=8)) for _ in range(300)) + "\nrare once\n", encoding="utf-8")
     processed = tmp_path / "processed"
-    corpus_args = ["corpus=text", "corpus.min_count=1"]
+    corpus_args = ["corpus=text", "corpus.min_count=2"]
     tokenize = subprocess.run([sys.executable, "-m", "pipeline.tokenize", *corpus_args, f"paths.raw={tmp_path / 'raw'}",
                                f"paths.processed={processed}", f"paths.metrics={tmp_path / 'metrics'}",
                                f"hydra.run.dir={tmp_path / 'tok'}"],
                               cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
     assert tokenize.returncode == 0, tokenize.stderr[-3000:]
 
-    refused = subprocess.run(train_command(processed, tmp_path, "corpus=text", "corpus.min_count=5",
+    refused = subprocess.run(train_command(processed, tmp_path, "corpus=text", "corpus.min_count=1",
                                            "train.iterations=40"),
                              cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
-        f"error: corpus.min_count=5, but the processed corpus in {processed} was built with corpus.min_count=1: "
-        f"rerun tokenize with it first (python -m pipeline.tokenize corpus.min_count=5, or dvc exp run -S "
+        f"error: corpus.min_count=1, but the processed corpus in {processed} was built with corpus.min_count=2: "
+        f"rerun tokenize with it first (python -m pipeline.tokenize corpus.min_count=1, or dvc exp run -S "
         f"corpus.min_count=...), or drop the override"]
     assert MlflowClient(empty_store).get_experiment_by_name("w2v") is None  # no run, not even its experiment
     for override in ("corpus=sst", "corpus.train_on=train"):
@@ -254,6 +255,28 @@ def test_corpus_settings_that_contradict_the_processed_corpus_are_refused(empty_
     assert done.returncode == 0, done.stderr[-3000:]
     _, run = the_only_run(empty_store)
     params = run.data.params
-    assert (params["corpus.kind"], params["corpus.min_count"], params["corpus.train_on"]) == ("text", "1", "all")
+    assert (params["corpus.kind"], params["corpus.min_count"], params["corpus.train_on"]) == ("text", "2", "all")
     # threads and dtype "auto" are logged as what this run used
     assert params["train.dtype"] == "float32" and int(params["train.threads"]) >= 1
+
+
+@pytest.mark.slow
+def test_a_larger_min_count_is_applied_on_load_for_training_and_evaluation(fixture_corpus, empty_store, tmp_path):
+    """corpus.min_count above the processed corpus's: the run trains, writes and evaluates the
+    vocabulary tokenizing with it would give, without tokenizing again."""
+    from w2v.corpus import load_corpus, with_min_count
+
+    done = subprocess.run(train_command(fixture_corpus, tmp_path, "corpus.min_count=50", "train.iterations=40",
+                                        "corpus.train_on=train"),
+                          cwd=tmp_path, env=run_env(empty_store), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = with_min_count(load_corpus(fixture_corpus), 50)
+    assert 10 < len(expected.words) < load_corpus(fixture_corpus).vocab_size  # some words became UNK
+    vocab = (tmp_path / "run" / "vocab.txt").read_text().splitlines()
+    assert vocab == expected.words and np.load(tmp_path / "run" / "vectors.npy").shape == (len(vocab), 10)
+    assert read_word2vec_text(tmp_path / "run" / "vectors.txt")[0] == expected.words
+    _, run = the_only_run(empty_store)
+    assert run.info.status == "FINISHED" and run.data.params["corpus.min_count"] == "50"
+    evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert evaluation["eval_heldout_nll"] is not None  # the dev pairs on the same 50-count vocabulary
+    assert evaluation["eval_heldout_nll_unigram"] < np.log(len(vocab))

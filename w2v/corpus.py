@@ -223,6 +223,17 @@ def build_corpus(
                            train_on=train_on, min_count=min_count)
 
 
+def with_min_count(corpus: Corpus, min_count: int) -> Corpus:
+    """The corpus as tokenizing it with `min_count` would have given it: words whose count over all
+    sentences is below min_count become UNK, the others keep their order of first occurrence and
+    the counts are taken again. For a corpus built with a smaller min_count (a larger one cannot be
+    undone: those words are UNK already); the corpus itself is left as it is."""
+    if corpus.words[-1] != UNK:
+        raise ValueError(f"the corpus's last word must be {UNK}, got {corpus.words[-1]!r}")
+    return assemble_corpus(corpus.words[:-1], corpus.tokens.copy(), corpus.offsets, corpus.split,
+                           train_on=corpus.train_on, min_count=min_count)
+
+
 def vocabulary_table(corpus: Corpus) -> pd.DataFrame:
     """The vocabulary as a table: id, word, count, keep_prob, neg_weight (one row per word)."""
     return pd.DataFrame({
