@@ -70,6 +70,22 @@ def test_the_real_trees_line_up_with_the_real_sst_corpus(labels):
                       "test": [279, 633, 389, 510, 399]}
 
 
+def test_with_rare_words_as_unk_the_trees_still_line_up(sst, trees_dir, tmp_path):
+    # corpus.min_count=5 (the loss preset's) makes three quarters of SST's word types UNK; UNK matches any leaf
+    from w2v.corpus import with_min_count
+
+    trimmed = with_min_count(sst, 5)
+    assert trimmed.vocab_size < sst.vocab_size / 3
+    labels = read_labels(trees_dir, trimmed)
+    assert {split: labels[split].misaligned for split in SPLITS} == {"train": 3, "dev": 0, "test": 0}
+    # UNK is no free pass: trees of other sentences are still refused
+    folder = copy_trees(trees_dir, tmp_path / "trees")
+    lines = (folder / "test.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    (folder / "test.txt").write_text("".join(lines[1:] + lines[:1]), encoding="utf-8")  # same count, rotated
+    with pytest.raises(LabelsError, match=r"test\.txt: \d+ of 2210 trees do not have the tokens"):
+        read_labels(folder, trimmed)
+
+
 def test_alignment_also_holds_without_the_encoding_repair(sst_dir, trees_dir):
     corpus = read_sst(sst_dir, fix_encoding=False)
     labels = read_labels(trees_dir, corpus)

@@ -27,7 +27,7 @@ import scipy.sparse
 from sklearn.linear_model import LogisticRegression
 
 from w2v.bootstrap import RESAMPLES, half_width, mean_interval
-from w2v.corpus import SPLIT_LABELS, Corpus
+from w2v.corpus import SPLIT_LABELS, UNK, Corpus
 
 SPLITS = ("train", "dev", "test")
 TREE_FILES = {split: f"{split}.txt" for split in SPLITS}
@@ -95,13 +95,14 @@ def same_token(leaf: str, token: str) -> bool:
 
 def count_misaligned(corpus: Corpus, split: str, leaves: list[list[str]]) -> int:
     """Sentences of `split` whose tree leaves differ from the corpus tokens (same number of lines
-    assumed)."""
+    assumed). A corpus UNK matches any leaf: with corpus.min_count > 1 the rare words are UNK."""
     tokens, offsets = corpus.sentences_of(split)
+    unk = corpus.word2ind.get(UNK, -1)
     misaligned = 0
     for i, words in enumerate(leaves):
         sentence = tokens[offsets[i]:offsets[i + 1]]
         if len(words) != len(sentence) or not all(
-                same_token(leaf, corpus.words[token]) for leaf, token in zip(words, sentence)):
+                token == unk or same_token(leaf, corpus.words[token]) for leaf, token in zip(words, sentence)):
             misaligned += 1
     return misaligned
 
