@@ -3,6 +3,7 @@ embedded (MLflow shows an HTML artifact inline; it would not resolve relative im
 import base64
 import math
 import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,22 @@ MAX_CURVE_PANELS = 30  # a whole experiment: the best 30 seed groups get a panel
 
 def group_keys(params: list[str]) -> list[str]:
     return [p for p in params if not is_seed(p)]
+
+
+def distinct_effects(params: list[str], together: dict[str, list[str]]) -> list[str]:
+    """The first of each set of parameters that vary together (compare_stats.varies_with), in the
+    order of `params`: one panel or bar per effect that can be told apart."""
+    shown: list[str] = []
+    for param in params:
+        if not any(other in together.get(param, []) for other in shown):
+            shown.append(param)
+    return shown
+
+
+def with_partners(param: str, together: dict[str, list[str]]) -> str:
+    """`loss.name` or, when others vary with it, `loss.name\n(with train.lr, ...)` for a label."""
+    others = together.get(param, [])
+    return param if not others else f"{param}\n(with {textwrap.fill(', '.join(others), 48)})"
 
 
 def label_of(row: pd.Series, keys: list[str]) -> str:
@@ -95,10 +112,13 @@ def _axis_values(axes, values: pd.Series, param: str):
     return values.astype(str).map({c: i for i, c in enumerate(categories)}).astype(float)
 
 
-def plot_metric_vs_params(table: pd.DataFrame, metric: str, params: list[str], path: Path) -> None:
+def plot_metric_vs_params(table: pd.DataFrame, metric: str, params: list[str], path: Path,
+                          together: dict[str, list[str]] | None = None) -> None:
     """One panel per swept parameter: every run as a dot, the mean per value with its 95%
-    t-interval over the runs at that value as error bars."""
-    shown = group_keys(params) or params or ["(none)"]
+    t-interval over the runs at that value as error bars. Parameters that vary together
+    (`together`, compare_stats.varies_with) share one panel, labelled with all of them."""
+    together = together or {}
+    shown = distinct_effects(group_keys(params), together) or params or ["(none)"]
     figure, panels = _grid(len(shown))
     rated = table[table[metric].notna()]
     for axes, param in zip(panels, shown):
@@ -114,7 +134,7 @@ def plot_metric_vs_params(table: pd.DataFrame, metric: str, params: list[str], p
         halves = per_value.apply(lambda v: t_half_width(v.to_numpy()))
         axes.errorbar(means.index, means.values, yerr=np.nan_to_num(halves.values), color="black", capsize=4,
                       marker="o", markersize=4, linewidth=1, label="mean, 95% t-interval")
-        axes.set_xlabel(param, fontsize=8)
+        axes.set_xlabel(with_partners(param, together), fontsize=8)
         axes.set_ylabel(f"{metric} ({DIRECTIONS.get(metric, '?')} better)", fontsize=8)
         axes.tick_params(labelsize=7)
         axes.grid(alpha=0.3)
@@ -124,8 +144,12 @@ def plot_metric_vs_params(table: pd.DataFrame, metric: str, params: list[str], p
 
 
 def plot_importance(weights: pd.DataFrame, path: Path) -> None:
-    """Horizontal bars: eta squared per parameter, one bar per metric; legend below the axes."""
+    """Horizontal bars: eta squared per parameter, one bar per metric; legend below the axes.
+    Parameters that vary together share one eta squared: one set of bars, labelled with all."""
     columns = [c for c in weights.columns if c.startswith("eta2 ")]
+    together = partners(weights)
+    # the same representative as the panels' (the first by name), in the table's order of importance
+    weights = weights[weights["parameter"].isin(distinct_effects(sorted(weights["parameter"]), together))]
     figure = Figure(figsize=(7, 1.2 + 0.45 * max(1, len(weights)) * max(1, len(columns)) / 2), layout="constrained")
     axes = figure.subplots()
     height = 0.8 / max(1, len(columns))
@@ -133,7 +157,8 @@ def plot_importance(weights: pd.DataFrame, path: Path) -> None:
     for i, column in enumerate(columns):
         axes.barh(positions + i * height, weights[column].fillna(0), height=height, label=column[len("eta2 "):],
                   color=f"C{i}")
-    axes.set_yticks(positions + height * (len(columns) - 1) / 2, weights["parameter"], fontsize=8)
+    axes.set_yticks(positions + height * (len(columns) - 1) / 2,
+                    [with_partners(param, together) for param in weights["parameter"]], fontsize=8)
     axes.invert_yaxis()
     axes.set_xlim(0, 1)
     axes.set_xlabel("eta² (share of the variance over all runs explained by the parameter's values)", fontsize=8)
@@ -181,7 +206,8 @@ RULE = (f"A group is *distinguishable from the best* when, with two or more seed
 def report_markdown(table, groups, weights, metric, params, title, figures) -> str:
     table_figures = [f for f in table.columns if f in DIRECTIONS or (f.startswith("eval_") and not f.endswith(CI_SUFFIX))]
     constant = [f for f in table_figures if f not in DIRECTIONS and table[f].nunique(dropna=True) == 1]
-    headline = [f for f in table_figures if f in DIRECTIONS and not f.endswith(("_oov", "_random"))][:9]
+    # the _vs_zero difference is the NS loss shifted by a constant: it adds a column, not a fact
+    headline = [f for f in table_figures if f in DIRECTIONS and not f.endswith(("_oov", "_random", "_vs_zero"))][:10]
     lines = [f"# {title}", "",
              f"{len(table)} runs, ranked by `{metric}` ({DIRECTIONS[metric]} is better). "
              f"Parameters that differ: {', '.join(f'`{p}`' for p in params) or 'none'}. "
@@ -225,12 +251,18 @@ def report_html(markdown_text: str, folder: Path, title: str) -> str:
             f"<style>{style}</style></head><body>\n{body}</body></html>\n")
 
 
+def partners(weights: pd.DataFrame) -> dict[str, list[str]]:
+    """The `varies with` column of the importance table as {parameter: [the others]}."""
+    return {param: [p for p in str(others).split(", ") if p]
+            for param, others in zip(weights["parameter"], weights.get("varies with", [""] * len(weights)))}
+
+
 def write_report(folder: Path, client, table, groups: dict, weights, metric: str, params: list[str], title: str) -> None:
     """All figures, report.md and report.html into `folder`."""
     figures = list(groups)
     plot_loss_curves(client, table, groups[metric], params, folder / "loss_curves.png")
     for name in figures:
-        plot_metric_vs_params(table, name, params, folder / f"vs_params_{name}.png")
+        plot_metric_vs_params(table, name, params, folder / f"vs_params_{name}.png", partners(weights))
     plot_importance(weights, folder / "importance.png")
     text = report_markdown(table, groups, weights, metric, params, title, figures)
     atomic_write_text(folder / "report.md", text)

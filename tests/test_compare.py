@@ -142,6 +142,21 @@ def test_parameters_that_vary_together_are_named_and_share_one_eta_squared(store
     assert set(pd.read_csv(out / "importance.csv", keep_default_na=False)["varies with"]) == {""}
 
 
+def test_parameters_that_vary_together_share_one_panel_and_one_set_of_bars(store, tmp_path):
+    from pipeline.compare_report import distinct_effects, with_partners
+
+    together = {"loss.name": ["train.lr"], "train.lr": ["loss.name"], "train.seed": []}
+    assert distinct_effects(["loss.name", "train.lr", "train.seed"], together) == ["loss.name", "train.seed"]
+    assert with_partners("loss.name", together) == "loss.name\n(with train.lr)"
+    assert with_partners("train.seed", together) == "train.seed"
+    _, out = run_compare(store, tmp_path, "loss")
+    dpi = 110  # one panel is 4.2 inches wide; two would be 8.4
+    assert matplotlib.image.imread(out / "vs_params_eval_heldout_ns_loss.png").shape[1] == round(4.2 * dpi)
+    # importance: two rows of three bars (loss.name with train.lr, and the seed), not three
+    height = matplotlib.image.imread(out / "importance.png").shape[0]
+    assert abs(height - (1.2 + 0.45 * 2 * 3 / 2) * dpi) <= 1
+
+
 def test_eta_squared_of_each_parameter(store, tmp_path):
     _, out = run_compare(store, tmp_path, "window")
     importance = pd.read_csv(out / "importance.csv").set_index("parameter")
@@ -189,7 +204,7 @@ def test_figures_are_readable_images(store, tmp_path):
     curves = matplotlib.image.imread(out / "loss_curves.png")
     assert curves.shape[1] > 800 and curves.std() > 0.01  # two panels side by side, one per loss
     panel = matplotlib.image.imread(out / "vs_params_eval_heldout_ns_loss.png")
-    assert panel.shape[1] > 2 * panel.shape[0]  # loss.name and train.lr: two panels in one row
+    assert panel.std() > 0.01  # one panel for loss.name and train.lr, which vary together (test above)
 
 
 def test_a_metric_without_a_declared_direction_is_refused(store, tmp_path):
