@@ -2,6 +2,7 @@
 
     python benchmarks/heldout_nll_ceiling.py                          # data/processed, the reference models
     python benchmarks/heldout_nll_ceiling.py --models multirun/.../0  # also a trained model folder or more
+    python benchmarks/heldout_nll_ceiling.py --min-count 5 --models multirun/.../0   # a run at corpus.min_count=5
 
 The held-out NLL (w2v.heldout, window m = 5 on the dev sentences, pairs with a word unseen in
 training left out) of three kinds of prediction of the outside word o from the centre c:
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sparse
 
-from w2v.corpus import load_corpus
+from w2v.corpus import load_corpus, with_min_count
 from w2v.heldout import window_pairs
 
 COUNT_BANDS = [(1, 3), (4, 10), (11, 100), (101, 1000), (1001, None)]
@@ -66,8 +67,11 @@ def main():
     parser.add_argument("--processed", type=Path, default=Path("data/processed"))
     parser.add_argument("--window", type=int, default=5)
     parser.add_argument("--models", type=Path, nargs="*", default=[])
+    parser.add_argument("--min-count", type=int, default=1, help="corpus.min_count the models were trained at")
     args = parser.parse_args()
     corpus = load_corpus(args.processed)
+    if args.min_count > 1:
+        corpus = with_min_count(corpus, args.min_count)
     centres, outsides = dev_pairs(corpus, args.window)
     unigram = corpus.counts / corpus.counts[corpus.counts > 0].sum()
     unigram_nll = -np.log(unigram[outsides])
