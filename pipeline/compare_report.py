@@ -218,7 +218,8 @@ def report_markdown(table, groups, weights, metric, params, title, figures) -> s
     lines += [RULE, "", "## Parameter importance", "",
               "One-way eta²: the share of the figure's variance over all runs that the parameter's values explain. "
               "Parameters that vary together (`varies with`, such as a loss's own default step in a sweep over "
-              "the loss) cannot be told apart: they share one eta², one bar in the figure and one panel below, labelled with all of them.", "",
+              "the loss) cannot be told apart: they share one eta², one bar in the figure and one panel below, "
+              "labelled with all of them.", "",
               weights.to_markdown(index=False, floatfmt=".3f"), "", "![parameter importance](importance.png)", "",
               "## Runs", "", runs_markdown(table, params, headline), "",
               *([f"The same for every run (references and counts): "

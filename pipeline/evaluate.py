@@ -29,7 +29,8 @@ from pipeline.config import processed_corpus
 from pipeline.sentiment import sentiment_figures
 from w2v.atomic import atomic_write_text
 from w2v.evaluation import evaluate_vectors, evaluation_report, load_vectors
-from w2v.heldout import REFERENCE_NAMES, HeldoutProtocol, HeldoutResult, difference_metric, heldout_figures, heldout_report
+from w2v.heldout import (REFERENCE_NAMES, HeldoutProtocol, HeldoutResult, difference_metric, heldout_figures,
+                         heldout_report)
 
 HELDOUT_SPLIT = "dev"
 HEADLINE = ("eval_ws353_spearman", "eval_simlex_spearman", "eval_analogy_acc",
