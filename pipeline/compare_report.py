@@ -82,7 +82,7 @@ def plot_loss_curves(client, table: pd.DataFrame, groups: pd.DataFrame, params: 
                 axes.plot(steps, values, linewidth=1, color=f"C{i % 10}",
                           label=f"seed {_short(seed)}" if seed is not None else run["run"])
                 drawn += 1
-        axes.set_title(label_of(group, keys), fontsize=9)
+        axes.set_title(textwrap.fill(label_of(group, keys), 52), fontsize=9)  # long labels must not run into the next panel's
         axes.set_xlabel("iteration", fontsize=8)
         axes.set_ylabel(LOSS_CURVE, fontsize=8)
         axes.tick_params(labelsize=7)
