@@ -113,11 +113,10 @@ def _axis_values(axes, values: pd.Series, param: str):
 
 
 def plot_metric_vs_params(table: pd.DataFrame, metric: str, params: list[str], path: Path,
-                          together: dict[str, list[str]] | None = None) -> None:
+                          together: dict[str, list[str]]) -> None:
     """One panel per swept parameter: every run as a dot, the mean per value with its 95%
     t-interval over the runs at that value as error bars. Parameters that vary together
     (`together`, compare_stats.varies_with) share one panel, labelled with all of them."""
-    together = together or {}
     shown = distinct_effects(group_keys(params), together) or params or ["(none)"]
     figure, panels = _grid(len(shown))
     rated = table[table[metric].notna()]
@@ -254,8 +253,8 @@ def report_html(markdown_text: str, folder: Path, title: str) -> str:
 
 def partners(weights: pd.DataFrame) -> dict[str, list[str]]:
     """The `varies with` column of the importance table as {parameter: [the others]}."""
-    return {param: [p for p in str(others).split(", ") if p]
-            for param, others in zip(weights["parameter"], weights.get("varies with", [""] * len(weights)))}
+    return {param: [p for p in others.split(", ") if p] for param, others in zip(weights["parameter"],
+                                                                                    weights["varies with"])}
 
 
 def write_report(folder: Path, client, table, groups: dict, weights, metric: str, params: list[str], title: str) -> None:

@@ -68,10 +68,10 @@ def checked_source(source: dict, key: str, published: PublishedDataSet | None) -
         problem = RULES[f"{key}.{name}"].problem(source.get(name))
         if problem is not None:
             raise StageError(f"{key}.{name} {problem}")
-    files, given = dict(published.files) if published else {}, source.get("files", {})
+    given = source.get("files", {})
     if given is not None and not isinstance(given, dict):
         raise StageError(f"{key}.files must be a mapping (name: sha256) or null, got {given!r}")
-    files = {**files, **given} if given is not None else {}
+    files = {} if given is None else {**(published.files if published else {}), **given}
     for name, digest in files.items():
         problem = RULES[f"{key}.files.*"].problem(digest)
         if problem is not None:

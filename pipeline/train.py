@@ -556,16 +556,16 @@ class Prepared:
 def prepare(cfg: DictConfig) -> Prepared:
     """The first step: the processed corpus (refused, in one StageError line, when it is missing,
     unreadable or built with other corpus.* settings), the TrainConfig and the checkpoint folder."""
-    from w2v.corpus import corpus_settings, load_corpus
+    from w2v.corpus import corpus_settings
 
     processed = project_path(cfg.paths.processed)
     try:
-        recorded = corpus_settings(processed) or {"train_on": load_corpus(processed).train_on}
-        check_processed_corpus(cfg, recorded, processed)
         corpus = processed_corpus(processed, cfg.corpus.get("min_count"))
+        recorded = corpus_settings(processed)
     except (OSError, ValueError) as error:
         raise StageError(f"cannot read the processed corpus in {processed} ({error}): run `dvc repro tokenize` "
                          f"or `python -m pipeline.tokenize` first") from None
+    check_processed_corpus(cfg, recorded or {"train_on": corpus.train_on}, processed)
     return Prepared(corpus, train_config(cfg), checkpoint_dir_for(cfg, corpus))
 
 

@@ -328,8 +328,6 @@ def run_iterations(stepper, state: TrainingState, config: TrainConfig, events: R
     minibatch loss (state.step stays at the last event before it)."""
     # BLAS (naive softmax's products) on config.threads threads, 1 by default: the (50, V) x (V, 10)
     # products gain little from a second thread on a shared machine, and one keeps bit-identity
-    # BLAS (naive softmax's products) on config.threads threads, 1 by default: the (50, V) x (V, 10)
-    # products gain little from a second thread on a shared machine, and one keeps bit-identity
     blas_threads = threadpool_limits(limits=config.threads, user_api="blas")
     start = time.perf_counter()
     events.start(state.step, start)
