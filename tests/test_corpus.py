@@ -86,6 +86,13 @@ def test_a_larger_min_count_applied_afterwards_gives_the_corpus_tokenizing_with_
     assert np.array_equal(original.tokens, tokens_before)  # the corpus it started from is untouched
 
 
+
+def test_a_corpus_without_unk_last_is_refused_by_with_min_count():
+    corpus = build_corpus(SENTENCES)
+    other = Corpus(corpus.words[::-1], corpus.counts[::-1].copy(), corpus.tokens, corpus.offsets, corpus.split)
+    with pytest.raises(ValueError, match="the corpus's last word must be UNK, got 'the'"):
+        with_min_count(other, 2)
+
 def test_the_word_unk_in_input_is_the_unk_token():
     corpus = build_corpus([["a", "UNK", "b"]])
     assert corpus.words == ["a", "b", "UNK"] and corpus.tokens.tolist() == [0, 2, 1]

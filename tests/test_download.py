@@ -413,6 +413,27 @@ def corpus_source_for(url: str, data: bytes | None, kind: str = "sst") -> dict:
     return corpus_source(OmegaConf.create({"corpus": cfg}))
 
 
+
+def test_the_published_pins_apply_unless_overridden_and_files_must_be_a_mapping():
+    """corpus_source, as a caller without pipeline.config.validate sees it."""
+    from omegaconf import OmegaConf
+
+    from pipeline.common import StageError
+    from w2v.sources import SST
+
+    def source(**keys):
+        return corpus_source(OmegaConf.create({"corpus": {"kind": "sst", "url": " x.zip ", **keys}}))
+
+    assert source() == {"kind": "sst", "url": "x.zip", "size": SST.archive_size, "sha256": SST.archive_sha256,
+                        "files": dict(SST.files)}
+    mine = "A" * 64
+    overridden = source(sha256=mine, size=None, files={"datasetSplit.txt": mine, "datasetSentences.txt": None})
+    assert (overridden["sha256"], overridden["size"]) == (mine.lower(), None)
+    assert overridden["files"] == {"datasetSplit.txt": mine.lower()}  # null skips that file's check
+    assert source(files=None)["files"] == {}
+    with pytest.raises(StageError, match=r"^corpus.files must be a mapping \(name: sha256\) or null, got 5$"):
+        source(files=5)
+
 @pytest.mark.slow
 def test_a_local_folder_with_a_changed_file_fails_the_pinned_checksum(sst_dir, tmp_path):
     folder = tmp_path / "sst"
