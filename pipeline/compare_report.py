@@ -138,7 +138,8 @@ def plot_metric_vs_params(table: pd.DataFrame, metric: str, params: list[str], p
         axes.tick_params(labelsize=7)
         axes.grid(alpha=0.3)
     panels[0].legend(fontsize=7, loc="best", framealpha=0.6)
-    figure.suptitle(f"{metric} against each swept parameter ({len(rated)} runs)", fontsize=10)
+    title = f"{metric} against each swept parameter ({len(rated)} runs)"
+    figure.suptitle(textwrap.fill(title, 48 * len(panels[:PANELS_PER_ROW])), fontsize=10)  # one panel: two lines
     figure.savefig(path, dpi=110)
 
 
